@@ -1,0 +1,3 @@
+"""chatd: a real-time chat backend on Trio."""
+
+__version__ = "0.1.0"

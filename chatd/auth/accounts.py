@@ -1,0 +1,111 @@
+"""Register, log in, refresh: the account rules, independent of HTTP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from chatd.auth.passwords import check_password, hash_password
+from chatd.auth.tokens import (
+    TokenPair,
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    new_token_family,
+)
+from chatd.errors import Unauthorized, ValidationFailed
+from chatd.model import User, UserId
+from chatd.store import Store
+
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1024
+MAX_EMAIL_CHARS = 254
+# Deliberately plain: one @, no spaces, a dotted domain. Deliverability is not our business.
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+$")
+
+
+def normalize_email(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValidationFailed("email is required")
+    email = raw.strip().lower()
+    if len(email) > MAX_EMAIL_CHARS or not _EMAIL.match(email):
+        raise ValidationFailed("email is not a valid address")
+    return email
+
+
+def validate_password(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValidationFailed("password is required")
+    if len(raw) < MIN_PASSWORD_CHARS:
+        raise ValidationFailed(f"password must be at least {MIN_PASSWORD_CHARS} characters")
+    if len(raw) > MAX_PASSWORD_CHARS:
+        raise ValidationFailed(f"password must be at most {MAX_PASSWORD_CHARS} characters")
+    if "\x00" in raw:
+        raise ValidationFailed("password must not contain NUL characters")
+    return raw
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    secret: str
+    access_ttl_s: int
+    refresh_ttl_s: int
+    bcrypt_rounds: int
+
+
+class Accounts:
+    def __init__(self, store: Store, policy: TokenPolicy) -> None:
+        self._store = store
+        self._policy = policy
+        self._dummy_hash: str | None = None
+
+    async def register(self, email: object, password: object) -> User:
+        address = normalize_email(email)
+        secret = validate_password(password)
+        password_hash = await hash_password(secret, self._policy.bcrypt_rounds)
+        return await self._store.create_user(address, password_hash)
+
+    async def login(self, email: object, password: object) -> TokenPair:
+        if not isinstance(email, str) or not isinstance(password, str):
+            raise ValidationFailed("email and password are required")
+        found = await self._store.credentials(email.strip().lower())
+        if found is None:
+            # Spend the same time as a real check so timing does not reveal who exists.
+            await check_password(password, await self._dummy())
+            raise Unauthorized("wrong email or password")
+        user, password_hash = found
+        if not await check_password(password, password_hash):
+            raise Unauthorized("wrong email or password")
+        return await self._issue(user.id, new_token_family())
+
+    async def refresh(self, refresh_token: object) -> TokenPair:
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ValidationFailed("refresh_token is required")
+        spent = await self._store.use_refresh_token(
+            hash_refresh_token(refresh_token), datetime.now(UTC)
+        )
+        if spent is None:
+            raise Unauthorized("the refresh token is not valid; log in again")
+        user_id, family = spent
+        return await self._issue(user_id, family)
+
+    async def _issue(self, user_id: UserId, family: str) -> TokenPair:
+        now = datetime.now(UTC)
+        policy = self._policy
+        refresh = new_refresh_token()
+        await self._store.add_refresh_token(
+            user_id,
+            hash_refresh_token(refresh),
+            family,
+            now + timedelta(seconds=policy.refresh_ttl_s),
+        )
+        access = issue_access_token(user_id, policy.secret, now, policy.access_ttl_s)
+        return TokenPair(access, refresh, policy.access_ttl_s)
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await hash_password(
+                "not-a-real-password", self._policy.bcrypt_rounds
+            )
+        return self._dummy_hash

@@ -1,0 +1,75 @@
+"""Access tokens are short-lived HS256 JWTs; refresh tokens are opaque and single-use."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from chatd.errors import Unauthorized
+from chatd.model import UserId
+
+ALGORITHM = "HS256"
+ACCESS = "access"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+def issue_access_token(user_id: UserId, secret: str, now: datetime, ttl_s: int) -> str:
+    claims = {
+        "sub": str(user_id),
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+        "typ": ACCESS,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_access_token(token: str, secret: str) -> UserId:
+    """The user the token names, or Unauthorized. Only HS256 is accepted."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],  # pinned: alg=none and RS/ES confusion are refused
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the access token has expired; refresh it") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("the access token is not valid") from None
+    if claims.get("typ") != ACCESS:
+        raise Unauthorized("the access token is not valid")
+    try:
+        return UserId(int(claims["sub"]))
+    except (TypeError, ValueError):
+        raise Unauthorized("the access token is not valid") from None
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_token_family() -> str:
+    return secrets.token_hex(16)
+
+
+def hash_refresh_token(token: str) -> str:
+    # The token is 256 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""How a committed message reaches every instance's hub."""

@@ -1,0 +1,53 @@
+"""The `chatd` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from dataclasses import replace
+
+import trio
+
+from chatd.config import ConfigError, Settings
+from chatd.server import serve
+from chatd.store.migrate import apply_migrations
+
+log = logging.getLogger("chatd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatd", description="Real-time chat server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the server (migrates first)")
+    serve_cmd.add_argument("--host", help="address to bind (CHATD_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="port to bind, 0 for any (CHATD_PORT)")
+    serve_cmd.add_argument("--no-migrate", action="store_true", help="skip pending migrations")
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("yoyo").setLevel(logging.WARNING)  # one line per SQL statement otherwise
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "migrate":
+        applied = apply_migrations(settings.database_url)
+        print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+        return 0
+
+    if args.host:
+        settings = replace(settings, host=args.host)
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    if not args.no_migrate:
+        apply_migrations(settings.database_url)
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(lambda: serve(settings, shutdown_on_signal=True))
+    return 0

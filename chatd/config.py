@@ -1,0 +1,81 @@
+"""Settings.from_env(): every CHATD_* variable is read here, once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SQLITE_FILE = "chatd.db"
+
+
+class ConfigError(ValueError):
+    """A CHATD_* variable holds something chatd cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = f"sqlite:///{DEFAULT_SQLITE_FILE}"
+    redis_url: str | None = None
+    jwt_secret: str = ""
+    jwt_secret_generated: bool = False
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    bcrypt_rounds: int = 12
+    # Per-socket queue of frames not yet written; full means slow consumer.
+    outbox_size: int = 256
+    # Drafts waiting for the writer; full means senders wait (backpressure).
+    writer_queue_size: int = 1024
+    writer_batch_max: int = 256
+    room_inbox_size: int = 1024
+    replay_cap: int = 1000
+    max_frame_bytes: int = 64 * 1024
+    max_text_chars: int = 4000
+    send_timeout_s: float = 10.0
+    db_pool_size: int = 10
+    db_timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, field in cls.__dataclass_fields__.items():
+            key = f"CHATD_{name.upper()}"
+            if name == "jwt_secret_generated" or key not in env:
+                continue
+            raw = env[key]
+            kind = field.type
+            try:
+                if kind == "int":
+                    values[name] = int(raw)
+                elif kind == "float":
+                    values[name] = float(raw)
+                else:
+                    values[name] = raw or None if name == "redis_url" else raw
+            except ValueError:
+                raise ConfigError(f"{key}={raw!r} is not a valid {kind}") from None
+        return cls(**values).with_secret()
+
+    def with_secret(self) -> Settings:
+        """Fill in a random JWT secret when none is configured (and say so)."""
+        if self.jwt_secret:
+            return self
+        log.warning(
+            "CHATD_JWT_SECRET is not set: using a random secret; "
+            "tokens will not survive a restart and instances will not accept each other's"
+        )
+        return replace(self, jwt_secret=secrets.token_urlsafe(48), jwt_secret_generated=True)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.database_url.startswith("sqlite:///"):
+            return None
+        return Path(self.database_url.removeprefix("sqlite:///"))

@@ -1,0 +1,1 @@
+"""Rooms, connections and fan-out: a task per active room, an outbox per socket."""

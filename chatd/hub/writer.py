@@ -1,0 +1,76 @@
+"""The writer task: persists drafts in batches, then publishes what it committed.
+
+One transaction per batch, not per message. Publishing only after the
+commit is what makes "seen by anyone" imply "in history, with its id".
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import trio
+
+from chatd.bus.base import Bus
+from chatd.errors import ChatdError
+from chatd.hub.frames import Outgoing, echo_frame, error_frame
+from chatd.hub.member import Member
+from chatd.metrics import Metrics
+from chatd.model import Draft
+from chatd.store import Store
+
+log = logging.getLogger(__name__)
+
+Pending = tuple[Draft, Member]
+
+
+class Writer:
+    def __init__(
+        self, store: Store, bus: Bus, metrics: Metrics, queue_size: int, batch_max: int
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._metrics = metrics
+        self._batch_max = batch_max
+        self._send, self._recv = trio.open_memory_channel[Pending](queue_size)
+
+    async def submit(self, draft: Draft, sender: Member) -> None:
+        """Queue a draft; waits only while the writer is a full queue behind."""
+        self._metrics.messages_received.inc()
+        await self._send.send((draft, sender))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async for first in self._recv:
+            batch = [first]
+            # Whatever queued up while the last batch committed goes in this one.
+            while len(batch) < self._batch_max:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._persist(batch)
+
+    async def _persist(self, batch: list[Pending]) -> None:
+        try:
+            outcomes = await self._store.append([draft for draft, _ in batch], datetime.now(UTC))
+        except ChatdError as exc:
+            # Nothing was committed and nothing acknowledged: each sender is told to retry.
+            for draft, sender in batch:
+                sender.offer(_send_failed(exc, draft))
+            return
+        fresh = 0
+        for (draft, sender), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, ChatdError):
+                sender.offer(_send_failed(outcome, draft))
+            elif outcome.fresh:
+                fresh += 1
+                await self._bus.publish(outcome.message)
+            else:
+                sender.offer(echo_frame(outcome.message))  # idempotent resend: the original
+        self._metrics.messages_persisted.inc(fresh)
+
+
+def _send_failed(exc: ChatdError, draft: Draft) -> Outgoing:
+    extra = {} if draft.client_id is None else {"client_id": draft.client_id}
+    return error_frame(exc.code, exc.message, **extra)

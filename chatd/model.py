@@ -1,0 +1,90 @@
+"""Frozen value types shared by every layer. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, NewType
+
+UserId = NewType("UserId", int)
+RoomId = NewType("RoomId", int)
+MessageId = NewType("MessageId", int)  # the room's own contiguous sequence: 1, 2, 3, ...
+
+Visibility = Literal["public", "private"]
+VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
+
+
+def iso(ts: datetime) -> str:
+    """RFC 3339 in UTC with a Z, the one timestamp format clients see."""
+    return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UserId
+    email: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "email": self.email}
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: RoomId
+    name: str
+    visibility: Visibility
+    owner_id: UserId
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "visibility": self.visibility,
+            "owner_id": self.owner_id,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: MessageId
+    room_id: RoomId
+    user_id: UserId
+    text: str
+    created_at: datetime
+    client_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "room_id": self.room_id,
+            "user_id": self.user_id,
+            "text": self.text,
+            "created_at": iso(self.created_at),
+        }
+        if self.client_id is not None:
+            body["client_id"] = self.client_id
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message a client asked to send; it has no id until the store commits it."""
+
+    room_id: RoomId
+    user_id: UserId
+    text: str
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What the store did with one draft of a batch.
+
+    `fresh` is False when an earlier message with the same (room, user,
+    client_id) already existed: `message` is then that original.
+    """
+
+    message: Message
+    fresh: bool

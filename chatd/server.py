@@ -1,0 +1,61 @@
+"""serve(): the service and the HTTP server in one nursery tree."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from chatd.config import Settings
+from chatd.service import open_service
+from chatd.transport.app import create_app
+
+log = logging.getLogger(__name__)
+
+# Frames between max_frame_bytes and this get an error frame; past it the socket closes.
+HARD_FRAME_LIMIT = 1024 * 1024
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.websocket_max_message_size = max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 2)
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 5
+    return config
+
+
+async def until_signalled() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("%s received: shutting down", signal.Signals(signum).name)
+            return
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown_on_signal: bool = False,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
+    async with open_service(settings) as service, trio.open_nursery() as nursery:
+        app = create_app(service)
+        binds: list[str] = await nursery.start(
+            lambda task_status: hypercorn_serve(
+                app,
+                hypercorn_config(settings),
+                shutdown_trigger=until_signalled if shutdown_on_signal else None,
+                task_status=task_status,
+            )
+        )
+        log.info("chatd listening on %s (database: %s)", binds[0], _dialect(settings))
+        task_status.started(binds[0])
+
+
+def _dialect(settings: Settings) -> str:
+    return "sqlite" if settings.sqlite_path else "postgresql"

@@ -1,0 +1,58 @@
+"""PostgreSQL through psycopg 3: a connection pool used from worker threads.
+
+psycopg's async API needs asyncio, so chatd calls the sync API from
+`trio.to_thread` behind a CapacityLimiter the size of the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import psycopg_pool
+import trio
+
+from chatd.store.sql import SqlStore
+
+
+class PostgresDialect:
+    name = "postgres"
+    placeholder = "%s"
+    for_update = " FOR UPDATE"
+    integrity_errors: tuple[type[Exception], ...] = (psycopg.errors.IntegrityError,)
+    unavailable_errors: tuple[type[Exception], ...] = (
+        psycopg.OperationalError,
+        psycopg_pool.PoolTimeout,
+    )
+
+    def __init__(self, url: str, pool_size: int, timeout_s: float) -> None:
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout_s,
+            # A server restart leaves dead connections in the pool; check on checkout.
+            check=psycopg_pool.ConnectionPool.check_connection,
+            open=False,
+        )
+        self._pool.open(wait=False)
+        self.limiter = trio.CapacityLimiter(pool_size)
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    def to_datetime(self, value: Any) -> datetime:
+        assert isinstance(value, datetime)
+        return value
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def open_postgres_store(url: str, pool_size: int, timeout_s: float) -> SqlStore:
+    return SqlStore(PostgresDialect(url, pool_size, timeout_s))

@@ -1,0 +1,401 @@
+"""One SQL implementation of the Store protocol, shared by both backends.
+
+The SQL is written once with `?` placeholders; a Dialect supplies the
+driver, its placeholder, row locking, and which driver errors mean what.
+Every call runs in a worker thread, inside one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import trio
+
+from chatd.errors import ChatdError, Conflict, NotFound, StoreUnavailable
+from chatd.model import (
+    Appended,
+    Draft,
+    Message,
+    MessageId,
+    Room,
+    RoomId,
+    User,
+    UserId,
+    Visibility,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ROOM_COLUMNS = "id, name, visibility, owner_id, created_at"
+MESSAGE_COLUMNS = "seq, room_id, user_id, text, created_at, client_id"
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Dialect(Protocol):
+    name: str
+    placeholder: str
+    for_update: str  # appended to a SELECT that must lock its rows
+    integrity_errors: tuple[type[Exception], ...]
+    unavailable_errors: tuple[type[Exception], ...]
+    limiter: trio.CapacityLimiter
+
+    def transaction(self) -> AbstractContextManager[Cursor]: ...
+    def to_datetime(self, value: Any) -> datetime: ...
+    def close(self) -> None: ...
+
+
+class SqlStore:
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._sql_cache: dict[str, str] = {}
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _sql(self, sql: str) -> str:
+        if self._dialect.placeholder == "?":
+            return sql
+        cached = self._sql_cache.get(sql)
+        if cached is None:
+            cached = self._sql_cache[sql] = sql.replace("?", self._dialect.placeholder)
+        return cached
+
+    def _in_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        dialect = self._dialect
+        try:
+            with dialect.transaction() as cur:
+                return fn(_SqlCursor(cur, self._sql), *args)
+        except dialect.integrity_errors as exc:
+            raise Conflict(_conflict_message(exc)) from exc
+        except dialect.unavailable_errors as exc:
+            log.warning("%s store unavailable: %s", dialect.name, exc)
+            raise StoreUnavailable("the database is not answering; try again") from exc
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(
+            self._in_transaction, fn, args, limiter=self._dialect.limiter
+        )
+
+    def _room(self, row: Any) -> Room:
+        return Room(
+            id=RoomId(row[0]),
+            name=row[1],
+            visibility=row[2],
+            owner_id=UserId(row[3]),
+            created_at=self._dialect.to_datetime(row[4]),
+        )
+
+    def _message(self, row: Any) -> Message:
+        return Message(
+            id=MessageId(row[0]),
+            room_id=RoomId(row[1]),
+            user_id=UserId(row[2]),
+            text=row[3],
+            created_at=self._dialect.to_datetime(row[4]),
+            client_id=row[5],
+        )
+
+    async def ping(self) -> None:
+        await self._run(lambda cur: cur.one("SELECT 1"))
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self._dialect.close)
+
+    # -- users and tokens -------------------------------------------------
+
+    async def create_user(self, email: str, password_hash: str) -> User:
+        def create(cur: _SqlCursor) -> User:
+            row = cur.one(
+                "INSERT INTO users (email, password_hash) VALUES (?, ?) RETURNING id",
+                (email, password_hash),
+            )
+            return User(id=UserId(row[0]), email=email)
+
+        return await self._run(create)
+
+    async def user_by_id(self, user_id: UserId) -> User | None:
+        def find(cur: _SqlCursor) -> User | None:
+            row = cur.one("SELECT id, email FROM users WHERE id = ?", (user_id,))
+            return None if row is None else User(id=UserId(row[0]), email=row[1])
+
+        return await self._run(find)
+
+    async def credentials(self, email: str) -> tuple[User, str] | None:
+        def find(cur: _SqlCursor) -> tuple[User, str] | None:
+            row = cur.one("SELECT id, email, password_hash FROM users WHERE email = ?", (email,))
+            return None if row is None else (User(id=UserId(row[0]), email=row[1]), row[2])
+
+        return await self._run(find)
+
+    async def add_refresh_token(
+        self, user_id: UserId, token_hash: str, family: str, expires_at: datetime
+    ) -> None:
+        await self._run(
+            lambda cur: cur.execute(
+                "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (token_hash, user_id, family, expires_at),
+            )
+        )
+
+    async def use_refresh_token(self, token_hash: str, now: datetime) -> tuple[UserId, str] | None:
+        lock = self._dialect.for_update
+
+        def use(cur: _SqlCursor) -> tuple[UserId, str] | None:
+            row = cur.one(
+                "SELECT user_id, family, used_at, revoked, expires_at"
+                " FROM refresh_tokens WHERE token_hash = ?" + lock,
+                (token_hash,),
+            )
+            if row is None:
+                return None
+            user_id, family, used_at, revoked, expires_at = row
+            if revoked or self._dialect.to_datetime(expires_at) <= now:
+                return None
+            if used_at is not None:
+                log.warning("refresh token replayed: revoking its family for user %s", user_id)
+                cur.execute(
+                    "UPDATE refresh_tokens SET revoked = ? WHERE family = ?", (True, family)
+                )
+                return None
+            cur.execute(
+                "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?", (now, token_hash)
+            )
+            return UserId(user_id), family
+
+        return await self._run(use)
+
+    # -- rooms ------------------------------------------------------------
+
+    async def create_room(
+        self, owner_id: UserId, name: str, visibility: Visibility, now: datetime
+    ) -> Room:
+        def create(cur: _SqlCursor) -> Room:
+            row = cur.one(
+                "INSERT INTO rooms (name, visibility, owner_id, created_at) VALUES (?, ?, ?, ?)"
+                " RETURNING " + ROOM_COLUMNS,
+                (name, visibility, owner_id, now),
+            )
+            cur.execute(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?, ?, ?)",
+                (row[0], owner_id, now),
+            )
+            return self._room(row)
+
+        return await self._run(create)
+
+    async def room(self, room_id: RoomId) -> Room | None:
+        def find(cur: _SqlCursor) -> Room | None:
+            row = cur.one(f"SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?", (room_id,))
+            return None if row is None else self._room(row)
+
+        return await self._run(find)
+
+    async def rooms_visible_to(
+        self, user_id: UserId, after: RoomId | None, limit: int
+    ) -> list[Room]:
+        def find(cur: _SqlCursor) -> list[Room]:
+            rows = cur.all(
+                f"SELECT {ROOM_COLUMNS} FROM rooms r"
+                " WHERE r.id > ? AND (r.visibility = 'public' OR EXISTS ("
+                "   SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = ?))"
+                " ORDER BY r.id LIMIT ?",
+                (after or 0, user_id, limit),
+            )
+            return [self._room(row) for row in rows]
+
+        return await self._run(find)
+
+    async def update_room(
+        self, room_id: RoomId, name: str | None, visibility: Visibility | None
+    ) -> Room:
+        def update(cur: _SqlCursor) -> Room:
+            row = cur.one(
+                "UPDATE rooms SET name = COALESCE(?, name), visibility = COALESCE(?, visibility)"
+                " WHERE id = ? RETURNING " + ROOM_COLUMNS,
+                (name, visibility, room_id),
+            )
+            if row is None:
+                raise NotFound(f"room {room_id} does not exist")
+            return self._room(row)
+
+        return await self._run(update)
+
+    async def delete_room(self, room_id: RoomId) -> None:
+        def delete(cur: _SqlCursor) -> None:
+            # Children first: SQLite only cascades with a per-connection pragma.
+            cur.execute("DELETE FROM messages WHERE room_id = ?", (room_id,))
+            cur.execute("DELETE FROM room_members WHERE room_id = ?", (room_id,))
+            if cur.one("DELETE FROM rooms WHERE id = ? RETURNING id", (room_id,)) is None:
+                raise NotFound(f"room {room_id} does not exist")
+
+        await self._run(delete)
+
+    async def is_member(self, room_id: RoomId, user_id: UserId) -> bool:
+        def find(cur: _SqlCursor) -> bool:
+            row = cur.one(
+                "SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+            )
+            return row is not None
+
+        return await self._run(find)
+
+    async def add_member(self, room_id: RoomId, user_id: UserId, now: datetime) -> None:
+        await self._run(
+            lambda cur: cur.execute(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (room_id, user_id, now),
+            )
+        )
+
+    async def remove_member(self, room_id: RoomId, user_id: UserId) -> None:
+        await self._run(
+            lambda cur: cur.execute(
+                "DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+            )
+        )
+
+    async def members(self, room_id: RoomId) -> list[UserId]:
+        def find(cur: _SqlCursor) -> list[UserId]:
+            rows = cur.all(
+                "SELECT user_id FROM room_members WHERE room_id = ? ORDER BY user_id", (room_id,)
+            )
+            return [UserId(row[0]) for row in rows]
+
+        return await self._run(find)
+
+    # -- messages ---------------------------------------------------------
+
+    async def append(self, drafts: Sequence[Draft], now: datetime) -> list[Appended | ChatdError]:
+        return await self._run(self._append, drafts, now)
+
+    def _append(
+        self, cur: _SqlCursor, drafts: Sequence[Draft], now: datetime
+    ) -> list[Appended | ChatdError]:
+        outcomes: list[Appended | ChatdError | None] = [None] * len(drafts)
+        by_room: dict[RoomId, list[int]] = {}
+        for index, draft in enumerate(drafts):
+            by_room.setdefault(draft.room_id, []).append(index)
+        # Lock rooms in id order so two instances' writers cannot deadlock.
+        for room_id in sorted(by_room):
+            row = cur.one(
+                "SELECT last_seq FROM rooms WHERE id = ?" + self._dialect.for_update, (room_id,)
+            )
+            if row is None:
+                for index in by_room[room_id]:
+                    outcomes[index] = NotFound(f"room {room_id} no longer exists")
+                continue
+            last_seq: int = row[0]
+            known: dict[tuple[UserId, str], Message] = {}
+            fresh: list[Message] = []
+            for index in by_room[room_id]:
+                draft = drafts[index]
+                key = (draft.user_id, draft.client_id) if draft.client_id is not None else None
+                original = key and (known.get(key) or self._by_client_id(cur, room_id, *key))
+                if original:
+                    outcomes[index] = Appended(original, fresh=False)
+                    continue
+                last_seq += 1
+                message = Message(
+                    id=MessageId(last_seq),
+                    room_id=room_id,
+                    user_id=draft.user_id,
+                    text=draft.text,
+                    created_at=now,
+                    client_id=draft.client_id,
+                )
+                fresh.append(message)
+                outcomes[index] = Appended(message, fresh=True)
+                if key:
+                    known[key] = message
+            if fresh:
+                cur.executemany(
+                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(m.id, m.room_id, m.user_id, m.text, now, m.client_id) for m in fresh],
+                )
+                cur.execute("UPDATE rooms SET last_seq = ? WHERE id = ?", (last_seq, room_id))
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _by_client_id(
+        self, cur: _SqlCursor, room_id: RoomId, user_id: UserId, client_id: str
+    ) -> Message | None:
+        row = cur.one(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages"
+            " WHERE room_id = ? AND user_id = ? AND client_id = ?",
+            (room_id, user_id, client_id),
+        )
+        return None if row is None else self._message(row)
+
+    async def messages_before(
+        self, room_id: RoomId, before: int | None, limit: int
+    ) -> list[Message]:
+        def find(cur: _SqlCursor) -> list[Message]:
+            rows = cur.all(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?",
+                (room_id, before if before is not None else 2**62, limit),
+            )
+            return [self._message(row) for row in reversed(rows)]
+
+        return await self._run(find)
+
+    async def messages_after(self, room_id: RoomId, after: int, limit: int) -> list[Message]:
+        def find(cur: _SqlCursor) -> list[Message]:
+            rows = cur.all(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (room_id, after, limit),
+            )
+            return [self._message(row) for row in rows]
+
+        return await self._run(find)
+
+    async def last_message_id(self, room_id: RoomId) -> int:
+        def find(cur: _SqlCursor) -> int:
+            row = cur.one("SELECT last_seq FROM rooms WHERE id = ?", (room_id,))
+            if row is None:
+                raise NotFound(f"room {room_id} does not exist")
+            return int(row[0])
+
+        return await self._run(find)
+
+
+class _SqlCursor:
+    """A driver cursor that speaks the shared `?` SQL."""
+
+    def __init__(self, cur: Cursor, translate: Callable[[str], str]) -> None:
+        self._cur = cur
+        self._translate = translate
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cur.execute(self._translate(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(self._translate(sql), rows)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._cur.execute(self._translate(sql), params)
+        return self._cur.fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._cur.execute(self._translate(sql), params)
+        return list(self._cur.fetchall())
+
+
+def _conflict_message(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "email" in text:
+        return "that email is already registered"
+    return "that already exists"

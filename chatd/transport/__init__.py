@@ -1,0 +1,1 @@
+"""HTTP and WebSocket: JSON in and out, errors rendered in one place."""

@@ -1,0 +1,49 @@
+"""Health, readiness, metrics and the API description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from quart import Blueprint, Response
+
+from chatd.errors import ChatdError
+from chatd.service import Service
+from chatd.transport.openapi import document
+
+READY_TIMEOUT_S = 2.0
+
+
+def ops_routes(service: Service) -> Blueprint:
+    bp = Blueprint("ops", __name__)
+    api_document = document()
+
+    @bp.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @bp.get("/readyz")
+    async def readyz() -> tuple[dict[str, Any], int]:
+        checks: dict[str, str] = {}
+        with trio.move_on_after(READY_TIMEOUT_S) as scope:
+            try:
+                await service.store.ping()
+                checks["database"] = "ok"
+            except ChatdError as exc:
+                checks["database"] = exc.message
+        if scope.cancelled_caught:
+            checks["database"] = f"no answer within {READY_TIMEOUT_S} s"
+        ready = all(value == "ok" for value in checks.values())
+        return {"status": "ready" if ready else "unavailable", "checks": checks}, (
+            200 if ready else 503
+        )
+
+    @bp.get("/metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), content_type=service.metrics.content_type)
+
+    @bp.get("/api/v1/openapi.json")
+    async def openapi() -> dict[str, Any]:
+        return api_document
+
+    return bp

@@ -1,0 +1,156 @@
+"""/api/v1/rooms: rooms, their members and their history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from chatd.auth.access import owned_room, readable_room, room_or_404
+from chatd.errors import Forbidden, NotFound, ValidationFailed
+from chatd.model import VISIBILITIES, Room, RoomId, UserId, Visibility
+from chatd.service import Service
+from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+MAX_ROOM_NAME = 100
+REMOVED_FROM_ROOM = 4403
+
+
+def room_name(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValidationFailed("name is required and must be a non-empty string")
+    name = raw.strip()
+    if len(name) > MAX_ROOM_NAME:
+        raise ValidationFailed(f"name must be at most {MAX_ROOM_NAME} characters")
+    if any(ch < " " for ch in name):
+        raise ValidationFailed("name must not contain control characters")
+    return name
+
+
+def visibility(raw: object) -> Visibility:
+    for value in VISIBILITIES:
+        if raw == value:
+            return value
+    raise ValidationFailed('visibility must be "public" or "private"')
+
+
+def page(items: list[Any], limit: int, cursor_of: Any) -> dict[str, Any]:
+    """A page of up to `limit` items out of `limit + 1` fetched: the extra one means more."""
+    more = len(items) > limit
+    shown = items[:limit]
+    return {
+        "items": [item.to_json() for item in shown],
+        "next": cursor_of(shown) if more and shown else None,
+    }
+
+
+def room_routes(service: Service) -> Blueprint:
+    bp = Blueprint("rooms", __name__)
+    store, hub = service.store, service.hub
+
+    def user() -> UserId:
+        return authenticate(service.settings.jwt_secret, request.headers, request.args)
+
+    @bp.get("/api/v1/rooms")
+    async def list_rooms() -> dict[str, Any]:
+        me = user()
+        limit = query_int(request.args, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        assert limit is not None
+        cursor = request.args.get("cursor") or request.args.get("after")
+        after = query_int({"cursor": cursor} if cursor else {}, "cursor", default=None, low=0)
+        rooms = await store.rooms_visible_to(me, RoomId(after) if after else None, limit + 1)
+
+        def cursor_of(shown: list[Room]) -> str:
+            return str(shown[-1].id)
+
+        return page(rooms, limit, cursor_of)
+
+    @bp.post("/api/v1/rooms")
+    async def create_room() -> tuple[dict[str, Any], int]:
+        me = user()
+        body = await json_object()
+        room = await store.create_room(
+            me,
+            room_name(body.get("name")),
+            visibility(body.get("visibility", "public")),
+            datetime.now(UTC),
+        )
+        return room.to_json(), 201
+
+    @bp.get("/api/v1/rooms/<int:room_id>")
+    async def get_room(room_id: int) -> dict[str, Any]:
+        room = await readable_room(store, room_id_param(room_id), user())
+        return room.to_json()
+
+    @bp.patch("/api/v1/rooms/<int:room_id>")
+    async def update_room(room_id: int) -> dict[str, Any]:
+        me = user()
+        body = await json_object()
+        rid = room_id_param(room_id)
+        await owned_room(store, rid, me)
+        if "name" not in body and "visibility" not in body:
+            raise ValidationFailed("nothing to change: send name and/or visibility")
+        name = room_name(body["name"]) if "name" in body else None
+        new_visibility = visibility(body["visibility"]) if "visibility" in body else None
+        room = await store.update_room(rid, name, new_visibility)
+        return room.to_json()
+
+    @bp.delete("/api/v1/rooms/<int:room_id>")
+    async def delete_room(room_id: int) -> Response:
+        rid = room_id_param(room_id)
+        await owned_room(store, rid, user())
+        await store.delete_room(rid)
+        hub.close_room(rid, "room deleted")
+        return Response(status=204)
+
+    @bp.get("/api/v1/rooms/<int:room_id>/members")
+    async def list_members(room_id: int) -> dict[str, Any]:
+        rid = room_id_param(room_id)
+        await readable_room(store, rid, user())
+        return {"items": [{"user_id": uid} for uid in await store.members(rid)]}
+
+    @bp.put("/api/v1/rooms/<int:room_id>/members/<int:user_id>")
+    async def add_member(room_id: int, user_id: int) -> Response:
+        rid = room_id_param(room_id)
+        await owned_room(store, rid, user())
+        if user_id > MAX_DB_ID or await store.user_by_id(UserId(user_id)) is None:
+            raise NotFound(f"user {user_id} does not exist")
+        await store.add_member(rid, UserId(user_id), datetime.now(UTC))
+        return Response(status=204)
+
+    @bp.delete("/api/v1/rooms/<int:room_id>/members/<int:user_id>")
+    async def remove_member(room_id: int, user_id: int) -> Response:
+        me = user()
+        rid = room_id_param(room_id)
+        room = await room_or_404(store, rid)
+        if me not in (room.owner_id, user_id):
+            raise Forbidden("only the owner may remove someone else")
+        if user_id == room.owner_id:
+            raise ValidationFailed("the owner cannot leave their own room; delete it instead")
+        await store.remove_member(rid, UserId(user_id))
+        if room.visibility == "private":
+            for member in hub.members_of(rid):
+                if member.user_id == user_id:
+                    member.kick(REMOVED_FROM_ROOM, "removed from the room")
+        return Response(status=204)
+
+    @bp.get("/api/v1/rooms/<int:room_id>/messages")
+    async def history(room_id: int) -> dict[str, Any]:
+        rid = room_id_param(room_id)
+        await readable_room(store, rid, user())
+        limit = query_int(request.args, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        assert limit is not None
+        before = query_int(request.args, "before", default=None, low=1)
+        newest_first = await store.messages_before(rid, before, limit + 1)
+        # The extra message fetched is the oldest: drop it from the front, not the end.
+        more = len(newest_first) > limit
+        shown = newest_first[1:] if more else newest_first
+        return {
+            "items": [message.to_json() for message in shown],
+            "next": shown[0].id if more else None,
+        }
+
+    return bp
