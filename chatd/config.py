@@ -30,8 +30,10 @@ class Settings:
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     bcrypt_rounds: int = 12
-    # Per-socket queue of frames not yet written; full means slow consumer.
-    outbox_size: int = 256
+    # Per-socket queue of frames not yet written; full means slow consumer. Frames
+    # are shared between sockets, so a slot costs a pointer. Keep it well above
+    # writer_batch_max: one committed batch lands in every outbox at once.
+    outbox_size: int = 1024
     # Drafts waiting for the writer; full means senders wait (backpressure).
     writer_queue_size: int = 1024
     writer_batch_max: int = 256
@@ -58,8 +60,10 @@ class Settings:
                     values[name] = int(raw)
                 elif kind == "float":
                     values[name] = float(raw)
+                elif name == "redis_url":
+                    values[name] = raw or None
                 else:
-                    values[name] = raw or None if name == "redis_url" else raw
+                    values[name] = raw
             except ValueError:
                 raise ConfigError(f"{key}={raw!r} is not a valid {kind}") from None
         return cls(**values).with_secret()

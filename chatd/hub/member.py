@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -18,8 +19,15 @@ _ids = itertools.count(1)
 
 
 class Member:
-    def __init__(self, room_id: RoomId, user_id: UserId, outbox_size: int) -> None:
+    def __init__(
+        self,
+        room_id: RoomId,
+        user_id: UserId,
+        outbox_size: int,
+        on_slow: Callable[[], object] = lambda: None,
+    ) -> None:
         self.conn_id = next(_ids)
+        self._on_slow = on_slow
         self.room_id = room_id
         self.user_id = user_id
         self._outbox_send, self.outbox = trio.open_memory_channel[Outgoing](outbox_size)
@@ -36,6 +44,7 @@ class Member:
         except trio.WouldBlock:
             log.info("room %s: closing connection %s (slow consumer)", self.room_id, self.conn_id)
             self.kick(SLOW_CONSUMER, "slow consumer")
+            self._on_slow()
             return False
         return True
 

@@ -96,7 +96,9 @@ def ws_routes(service: Service) -> Blueprint:
         await readable_room(store, rid, user_id)
         since = query_int(websocket.args, "since", default=None, low=0)
         await websocket.accept()
-        member = Member(rid, user_id, settings.outbox_size)
+        member = Member(
+            rid, user_id, settings.outbox_size, on_slow=metrics.slow_consumer_disconnects.inc
+        )
         metrics.ws_connections.inc()
         metrics.ws_connections_active.inc()
         try:
@@ -107,8 +109,7 @@ def ws_routes(service: Service) -> Blueprint:
                     nursery.start_soon(_read_frames, member)
                     nursery.start_soon(_write_frames, member, since, sent, nursery.cancel_scope)
             if member.close_code is not None:
-                if member.slow:
-                    metrics.slow_consumer_disconnects.inc()
+                # Waits until the peer has read what was already written before it.
                 await websocket.close(member.close_code, _close_reason(member, sent.last_id))
         finally:
             metrics.ws_connections_active.dec()

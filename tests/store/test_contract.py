@@ -1,0 +1,179 @@
+"""The Store contract, run against every backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import trio
+
+from chatd.errors import Conflict, NotFound
+from chatd.model import Appended, Draft, RoomId, UserId
+from chatd.store import Store, open_store
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+async def make_user(store: Store, email: str = "ann@example.com") -> UserId:
+    return (await store.create_user(email, "$2b$hash")).id
+
+
+async def make_room(store: Store, owner: UserId, visibility: str = "public") -> RoomId:
+    return (await store.create_room(owner, "room", visibility, NOW)).id  # type: ignore[arg-type]
+
+
+def draft(room: RoomId, user: UserId, text: str, client_id: str | None = None) -> Draft:
+    return Draft(room, user, text, client_id)
+
+
+async def test_emails_are_unique(store: Store) -> None:
+    await make_user(store, "ann@example.com")
+    with pytest.raises(Conflict):
+        await make_user(store, "ann@example.com")
+    found = await store.credentials("ann@example.com")
+    assert found is not None and found[1] == "$2b$hash"
+
+
+async def test_refresh_tokens_are_single_use_and_replay_revokes_the_family(store: Store) -> None:
+    user = await make_user(store)
+    later = NOW + timedelta(days=1)
+    await store.add_refresh_token(user, "h1", "fam", later)
+    assert await store.use_refresh_token("h1", NOW) == (user, "fam")
+    await store.add_refresh_token(user, "h2", "fam", later)
+    # Replaying the spent h1 is refused and takes the live h2 down with it.
+    assert await store.use_refresh_token("h1", NOW) is None
+    assert await store.use_refresh_token("h2", NOW) is None
+    assert await store.use_refresh_token("unknown", NOW) is None
+
+
+async def test_expired_refresh_token_is_refused(store: Store) -> None:
+    user = await make_user(store)
+    await store.add_refresh_token(user, "h", "fam", NOW)
+    assert await store.use_refresh_token("h", NOW + timedelta(seconds=1)) is None
+
+
+async def test_rooms_listing_shows_public_and_own_private_rooms(store: Store) -> None:
+    ann, bob = await make_user(store, "ann@x.io"), await make_user(store, "bob@x.io")
+    public = await make_room(store, ann)
+    private = await make_room(store, ann, "private")
+    assert [r.id for r in await store.rooms_visible_to(ann, None, 10)] == [public, private]
+    assert [r.id for r in await store.rooms_visible_to(bob, None, 10)] == [public]
+    await store.add_member(private, bob, NOW)
+    assert [r.id for r in await store.rooms_visible_to(bob, None, 10)] == [public, private]
+    assert [r.id for r in await store.rooms_visible_to(bob, public, 10)] == [private]
+    assert await store.members(private) == sorted([ann, bob])
+
+
+async def test_update_and_delete_room(store: Store) -> None:
+    ann = await make_user(store)
+    room = await make_room(store, ann)
+    updated = await store.update_room(room, "renamed", None)
+    assert (updated.name, updated.visibility) == ("renamed", "public")
+    await store.append([draft(room, ann, "hi")], NOW)
+    await store.delete_room(room)
+    assert await store.room(room) is None
+    with pytest.raises(NotFound):
+        await store.delete_room(room)
+    with pytest.raises(NotFound):
+        await store.update_room(room, "x", None)
+
+
+async def test_ids_are_a_contiguous_sequence_per_room(store: Store) -> None:
+    ann = await make_user(store)
+    first, second = await make_room(store, ann), await make_room(store, ann)
+    outcomes = await store.append(
+        [draft(first, ann, "a"), draft(second, ann, "b"), draft(first, ann, "c")], NOW
+    )
+    assert [(o.message.room_id, o.message.id) for o in outcomes if isinstance(o, Appended)] == [
+        (first, 1),
+        (second, 1),
+        (first, 2),
+    ]
+    again = await store.append([draft(first, ann, "d")], NOW)
+    assert isinstance(again[0], Appended) and again[0].message.id == 3
+    assert await store.last_message_id(first) == 3
+
+
+async def test_resend_with_same_client_id_returns_the_original(store: Store) -> None:
+    ann, bob = await make_user(store, "ann@x.io"), await make_user(store, "bob@x.io")
+    room = await make_room(store, ann)
+    [first] = await store.append([draft(room, ann, "hello", "c-1")], NOW)
+    # Same batch twice, another batch, and another user with the same client_id.
+    outcomes = await store.append(
+        [
+            draft(room, ann, "hello again", "c-1"),
+            draft(room, ann, "new", "c-2"),
+            draft(room, ann, "new (dup in batch)", "c-2"),
+            draft(room, bob, "bob's own", "c-1"),
+        ],
+        NOW,
+    )
+    assert isinstance(first, Appended) and first.fresh
+    kinds = [(o.fresh, o.message.id, o.message.text) for o in outcomes]  # type: ignore[union-attr]
+    assert kinds == [
+        (False, 1, "hello"),
+        (True, 2, "new"),
+        (False, 2, "new"),
+        (True, 3, "bob's own"),
+    ]
+    assert [m.id for m in await store.messages_after(room, 0, 100)] == [1, 2, 3]
+
+
+async def test_append_to_a_missing_room_fails_only_that_draft(store: Store) -> None:
+    ann = await make_user(store)
+    room = await make_room(store, ann)
+    outcomes = await store.append([draft(RoomId(999_999), ann, "x"), draft(room, ann, "y")], NOW)
+    assert isinstance(outcomes[0], NotFound)
+    assert isinstance(outcomes[1], Appended) and outcomes[1].message.id == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "héllo wörld — ✓ 日本語 🎉👩‍👩‍👧",
+        "'; DROP TABLE messages; --",
+        "Robert'); DELETE FROM users WHERE ('1'='1",
+        "%s %(x)s ? $1 \\x00",
+        "line one\nline two\ttabbed",
+    ],
+)
+async def test_text_is_stored_literally(store: Store, text: str) -> None:
+    ann = await make_user(store)
+    room = await make_room(store, ann)
+    await store.append([draft(room, ann, text)], NOW)
+    [message] = await store.messages_after(room, 0, 10)
+    assert message.text == text
+    assert message.created_at == NOW
+
+
+async def test_history_pages_back_without_duplicates(store: Store) -> None:
+    ann = await make_user(store)
+    room = await make_room(store, ann)
+    await store.append([draft(room, ann, f"m{i}") for i in range(1, 26)], NOW)
+    newest = await store.messages_before(room, None, 10)
+    assert [m.id for m in newest] == list(range(16, 26))
+    older = await store.messages_before(room, 16, 10)
+    assert [m.id for m in older] == list(range(6, 16))
+    assert [m.id for m in await store.messages_before(room, 6, 10)] == [1, 2, 3, 4, 5]
+    assert [m.id for m in await store.messages_after(room, 20, 3)] == [21, 22, 23]
+
+
+async def test_concurrent_writers_keep_the_sequence_whole(database_url: str) -> None:
+    """Two stores (two instances' writers) appending to one room at once."""
+    stores = [open_store(database_url, pool_size=2) for _ in range(2)]
+    try:
+        ann = await make_user(stores[0])
+        room = await make_room(stores[0], ann)
+
+        async def write(store: Store, tag: str) -> None:
+            for i in range(20):
+                await store.append([draft(room, ann, f"{tag}{i}"), draft(room, ann, "x")], NOW)
+
+        async with trio.open_nursery() as nursery:
+            for index, store in enumerate(stores):
+                nursery.start_soon(write, store, f"w{index}-")
+        ids = [m.id for m in await stores[0].messages_after(room, 0, 1000)]
+        assert ids == list(range(1, 81))
+    finally:
+        for store in stores:
+            await store.aclose()
