@@ -15,8 +15,8 @@ from chatd.model import Appended, Draft, Message, Room, RoomId, User, UserId, Vi
 
 
 class Store(Protocol):
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the database answers."""
+    async def ping(self, timeout_s: float) -> None:
+        """Raise StoreUnavailable unless the database answers within timeout_s."""
 
     async def aclose(self) -> None: ...
 

@@ -42,8 +42,12 @@ class PostgresDialect:
         self.limiter = trio.CapacityLimiter(pool_size)
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+    def transaction(self, timeout_s: float | None = None) -> Iterator[psycopg.Cursor[Any]]:
+        with (
+            self._pool.connection(timeout=timeout_s) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
             yield cur
 
     def to_datetime(self, value: Any) -> datetime:

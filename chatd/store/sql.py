@@ -51,7 +51,9 @@ class Dialect(Protocol):
     unavailable_errors: tuple[type[Exception], ...]
     limiter: trio.CapacityLimiter
 
-    def transaction(self) -> AbstractContextManager[Cursor]: ...
+    def transaction(self, timeout_s: float | None = None) -> AbstractContextManager[Cursor]:
+        """A cursor inside one transaction; waits at most timeout_s for a connection."""
+
     def to_datetime(self, value: Any) -> datetime: ...
     def close(self) -> None: ...
 
@@ -106,8 +108,15 @@ class SqlStore:
             client_id=row[5],
         )
 
-    async def ping(self) -> None:
-        await self._run(lambda cur: cur.one("SELECT 1"))
+    async def ping(self, timeout_s: float) -> None:
+        def probe() -> None:
+            try:
+                with self._dialect.transaction(timeout_s) as cur:
+                    cur.execute("SELECT 1")
+            except self._dialect.unavailable_errors as exc:
+                raise StoreUnavailable(f"the database is not answering: {exc}") from exc
+
+        await trio.to_thread.run_sync(probe, limiter=self._dialect.limiter)
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._dialect.close)

@@ -43,7 +43,7 @@ class SqliteDialect:
         self._lock = threading.Lock()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, timeout_s: float | None = None) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")

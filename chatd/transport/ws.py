@@ -95,24 +95,26 @@ def ws_routes(service: Service) -> Blueprint:
         rid = room_id_param(room_id)
         await readable_room(store, rid, user_id)
         since = query_int(websocket.args, "since", default=None, low=0)
-        await websocket.accept()
         member = Member(
             rid, user_id, settings.outbox_size, on_slow=metrics.slow_consumer_disconnects.inc
         )
-        metrics.ws_connections.inc()
-        metrics.ws_connections_active.inc()
-        try:
-            async with hub.joined(member) as joined_at:
-                # A since beyond what the room has committed is clamped, not trusted.
-                sent = _Delivered(joined_at, min(since, joined_at) if since is not None else None)
+        # Join before completing the handshake: once a client is connected,
+        # every message committed from then on reaches it.
+        async with hub.joined(member) as joined_at:
+            await websocket.accept()
+            metrics.ws_connections.inc()
+            metrics.ws_connections_active.inc()
+            # A since beyond what the room has committed is clamped, not trusted.
+            sent = _Delivered(joined_at, min(since, joined_at) if since is not None else None)
+            try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_read_frames, member)
                     nursery.start_soon(_write_frames, member, since, sent, nursery.cancel_scope)
-            if member.close_code is not None:
-                # Waits until the peer has read what was already written before it.
-                await websocket.close(member.close_code, _close_reason(member, sent.last_id))
-        finally:
-            metrics.ws_connections_active.dec()
+            finally:
+                metrics.ws_connections_active.dec()
+        if member.close_code is not None:
+            # Waits until the peer has read what was already written before it.
+            await websocket.close(member.close_code, _close_reason(member, sent.last_id))
 
     async def _read_frames(member: Member) -> None:
         while True:
