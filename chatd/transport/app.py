@@ -13,6 +13,7 @@ from chatd.service import Service
 from chatd.transport.ops import ops_routes
 from chatd.transport.rest_auth import auth_routes
 from chatd.transport.rest_rooms import room_routes
+from chatd.transport.web import web_routes
 from chatd.transport.ws import ws_routes
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def create_app(service: Service) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    for blueprint in (ops_routes, auth_routes, room_routes, ws_routes):
+    for blueprint in (ops_routes, auth_routes, room_routes, ws_routes, web_routes):
         app.register_blueprint(blueprint(service))
 
     @app.errorhandler(ChatdError)
