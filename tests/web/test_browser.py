@@ -1,0 +1,182 @@
+"""The web client end to end: real Chromium, real chatd, two people chatting.
+
+These are sync tests on purpose: Playwright's API needs asyncio, the suite is
+trio, so the server runs on its own trio loop in a thread (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.web.conftest import BackgroundServer
+
+try:
+    from playwright.sync_api import Page, WebSocketRoute, expect
+except ImportError:  # the browser fixture skips (or fails in CI) with the reason
+    Page = WebSocketRoute = Any  # type: ignore[misc,assignment]
+
+PASSWORD = "correct horse battery"
+TIMEOUT_MS = 15_000
+PHONE = {"width": 390, "height": 780}
+DESKTOP = {"width": 1100, "height": 720}
+
+
+def register(page: Page, base_url: str, email: str) -> None:
+    page.goto(base_url + "/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Rooms")).to_be_visible()
+
+
+def open_room(page: Page, name: str) -> None:
+    page.get_by_role("button", name="Refresh list").click()
+    page.get_by_role("link", name=name).click()
+    expect(page.locator("#conn-status")).to_have_text("Live")
+
+
+def send(page: Page, text: str) -> None:
+    box = page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def shown(page: Page) -> Any:
+    return page.locator("#messages li .text")
+
+
+def history(base_url: str, email: str, room_id: int) -> list[str]:
+    """The room's stored texts, read over REST as a third party would."""
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        login = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        page = http.get(f"/api/v1/rooms/{room_id}/messages?limit=200", headers=headers).json()
+    return [message["text"] for message in page["items"]]
+
+
+def test_two_people_chat_live_survive_a_reload_and_a_network_blip(
+    web_server: BackgroundServer, browser: Any, screenshots: Path
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    proxy = web_server.proxy
+    assert proxy is not None
+    # Ann's tab reaches chatd through a proxy the test can cut; Bob's goes straight there.
+    ann = browser.new_context(viewport=DESKTOP).new_page()
+    bob = browser.new_context(viewport=PHONE).new_page()
+    errors: list[str] = []
+    for page in (ann, bob):
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    ann.goto(web_server.proxy_url + "/")
+    expect(ann.get_by_role("button", name="Log in")).to_be_visible()
+    ann.screenshot(path=screenshots / "login-desktop.png")
+    register(ann, web_server.proxy_url, "ann@example.com")
+    register(bob, web_server.url, "bob@example.com")
+    bob.screenshot(path=screenshots / "rooms-phone.png")
+
+    ann.get_by_label("Name").fill("lobby")
+    ann.get_by_label("Who can join").select_option("public")
+    ann.get_by_role("button", name="Create room").click()
+    expect(ann.locator("#conn-status")).to_have_text("Live")
+    room_id = int(ann.url.rsplit("/", 1)[1])
+    open_room(bob, "lobby")
+
+    # Live both ways; HTML in a message is text, not markup. Typing sends a
+    # "typing" frame this server does not know: its error must not show.
+    ann.get_by_label("Message", exact=True).press_sequentially("hi bob", delay=20)
+    ann.get_by_label("Message", exact=True).press("Enter")
+    expect(shown(bob)).to_have_text(["hi bob"])
+    send(bob, "<b>hi</b> ann & <script>x()</script>")
+    expect(shown(ann)).to_have_text(["hi bob", "<b>hi</b> ann & <script>x()</script>"])
+    expect(ann.locator("#messages b, #messages script")).to_have_count(0)
+    expect(ann.locator("#room-error")).to_be_empty()
+    expect(ann.locator("#messages li .sender")).to_have_text(["ann@example.com", "user 2"])
+    ann.screenshot(path=screenshots / "room-desktop.png")
+    bob.screenshot(path=screenshots / "room-phone.png")
+
+    # A reload keeps the session (sessionStorage), the room (URL) and its history.
+    ann.reload()
+    expect(ann.locator("#conn-status")).to_have_text("Live")
+    expect(shown(ann)).to_have_text(["hi bob", "<b>hi</b> ann & <script>x()</script>"])
+
+    # A blip: Ann's send reaches the server but its echo is lost, then her
+    # connection drops; Bob talks meanwhile and Ann types another message.
+    web_server.call(proxy.drop_replies)
+    send(ann, "sent as the network died")
+    expect(shown(bob).last).to_have_text("sent as the network died")
+    expect(ann.locator("#pending li")).to_have_count(1)
+    web_server.call(proxy.cut)
+    expect(ann.locator("#conn-status")).to_have_attribute("data-state", "waiting")
+    missed = [f"while you were away {i}" for i in range(3)]
+    for text in missed:
+        send(bob, text)
+    send(ann, "typed while offline")
+    expect(ann.locator("#pending li")).to_have_count(2)
+    expect(ann.locator("#pending li").last).to_contain_text("Waiting for the connection")
+    ann.screenshot(path=screenshots / "offline-desktop.png")
+
+    web_server.call(proxy.restore)  # the client's own backoff finds the way back
+    everything = [
+        "hi bob",
+        "<b>hi</b> ann & <script>x()</script>",
+        "sent as the network died",
+        *missed,
+        "typed while offline",
+    ]
+    expect(ann.locator("#conn-status")).to_have_text("Live", timeout=30_000)
+    expect(shown(ann)).to_have_text(everything)
+    expect(ann.locator("#pending li")).to_have_count(0)
+    expect(shown(bob)).to_have_text(everything)
+    assert history(web_server.url, "bob@example.com", room_id) == everything
+    assert errors == []
+
+
+def test_presence_and_typing_frames_show_when_a_server_sends_them(
+    web_server: BackgroundServer, browser: Any, screenshots: Path
+) -> None:
+    """This server sends neither yet; a WebSocket route in front of it adds them."""
+    expect.set_options(timeout=TIMEOUT_MS)
+    page = browser.new_context(viewport=PHONE).new_page()
+    routes: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()  # frames pass both ways unchanged
+        routes.append(ws)
+
+    page.route_web_socket("**/ws/rooms/*", through)
+    register(page, web_server.url, "cat@example.com")
+    page.get_by_label("Name").fill("quiet corner")
+    page.get_by_label("Who can join").select_option("private")
+    page.get_by_role("button", name="Create room").click()
+    expect(page.locator("#conn-status")).to_have_text("Live")
+    expect(page.locator("#room-visibility-badge")).to_have_text("private")
+    assert len(routes) == 1
+
+    def from_server(kind: str, payload: dict[str, Any]) -> None:
+        routes[0].send(json.dumps({"type": kind, "payload": payload}))
+
+    from_server("presence", {"user_id": 7, "status": "online"})
+    from_server("presence", {"user_id": 9, "status": "online"})
+    expect(page.locator("#presence")).to_have_text("Online: user 7, user 9")
+    from_server("presence", {"user_id": 9, "status": "offline"})
+    expect(page.locator("#presence")).to_have_text("Online: user 7")
+    from_server("typing", {"user_id": 7})
+    expect(page.locator("#typing")).to_have_text("user 7 is typing…")
+    page.screenshot(path=screenshots / "presence-typing-phone.png")
+    # A message from the typist ends the indicator.
+    from_server(
+        "message",
+        {
+            "id": 1,
+            "room_id": 1,
+            "user_id": 7,
+            "text": "done typing",
+            "created_at": "2026-01-02T03:04:05.000000Z",
+        },
+    )
+    expect(shown(page)).to_have_text(["done typing"])
+    expect(page.locator("#typing")).to_be_empty()
