@@ -1,4 +1,4 @@
-"""The `chatd` command: serve, migrate."""
+"""The `chatd` command: serve, migrate; and the client: chat, send, rooms, register."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import replace
 
 import trio
 
+from chatd.client.commands import COMMANDS as CLIENT_COMMANDS
+from chatd.client.commands import add_client_commands, run_client_command
 from chatd.config import ConfigError, Settings
 from chatd.server import serve
 from chatd.store.migrate import apply_migrations
@@ -25,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, help="port to bind, 0 for any (CHATD_PORT)")
     serve_cmd.add_argument("--no-migrate", action="store_true", help="skip pending migrations")
     commands.add_parser("migrate", help="apply pending database migrations and exit")
+    add_client_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        return run_client_command(args)
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

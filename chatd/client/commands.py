@@ -1,0 +1,148 @@
+"""The client's subcommands of `chatd`: chat, send, rooms, register.
+
+Where to connect and as whom comes from flags or, failing those, from
+CHATD_URL, CHATD_EMAIL and CHATD_PASSWORD (read here, once). A missing
+password is prompted for when there is a terminal to ask on.
+
+Exit codes: 0 done, 1 the server refused or did not confirm, 2 bad usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from chatd.client.api import DEFAULT_URL, ApiError, ChatApi
+from chatd.client.terminal import chat, check_text, printable, send_one
+
+COMMANDS = frozenset({"chat", "send", "rooms", "register"})
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """Something the user must supply or fix before anything is sent."""
+
+
+@dataclass(frozen=True)
+class Login:
+    url: str
+    email: str
+    password: str
+
+
+def add_client_commands(commands: Any) -> None:
+    """Add the client's subcommands to `chatd`'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help=f"server URL (CHATD_URL; default {DEFAULT_URL})")
+    common.add_argument("--email", help="account email (CHATD_EMAIL)")
+    common.add_argument(
+        "--password", help="account password (CHATD_PASSWORD; prompted for when unset)"
+    )
+
+    chat_cmd = commands.add_parser(
+        "chat", parents=[common], help="join a room: print its messages, send each line typed"
+    )
+    chat_cmd.add_argument("room_id", type=int, metavar="ROOM_ID")
+    chat_cmd.add_argument(
+        "--history", type=int, default=20, help="recent messages shown first (default 20)"
+    )
+
+    send_cmd = commands.add_parser(
+        "send", parents=[common], help="send one message; prints its id once the server has it"
+    )
+    send_cmd.add_argument("room_id", type=int, metavar="ROOM_ID")
+    send_cmd.add_argument("text", metavar="TEXT", help='the message; "-" reads it from stdin')
+    send_cmd.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for the server (default 15)"
+    )
+
+    rooms_cmd = commands.add_parser(
+        "rooms", parents=[common], help="list the rooms you can see, or create one"
+    )
+    rooms_cmd.add_argument("--create", metavar="NAME", help="create a room; prints its id")
+    rooms_cmd.add_argument("--private", action="store_true", help="with --create: members only")
+
+    commands.add_parser("register", parents=[common], help="create an account")
+
+
+def run_client_command(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    try:
+        login = resolve_login(args, os.environ if env is None else env)
+        if args.command == "send":
+            args.text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+            problem = check_text(args.text)
+            if problem:
+                raise UsageError(problem)
+        return _run_until_interrupted(args, login)
+    except UsageError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # Ctrl-C at the password prompt
+        return EXIT_INTERRUPTED
+
+
+def _run_until_interrupted(args: argparse.Namespace, login: Login) -> int:
+    try:
+        return trio.run(_run, args, login)
+    except* KeyboardInterrupt:  # Ctrl-C: trio may deliver it inside a nursery's group
+        pass
+    return EXIT_INTERRUPTED
+
+
+def resolve_login(args: argparse.Namespace, env: Mapping[str, str]) -> Login:
+    url = args.url or env.get("CHATD_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = "http://" + url
+    email = args.email or env.get("CHATD_EMAIL")
+    if not email:
+        raise UsageError("no account: pass --email or set CHATD_EMAIL")
+    password = args.password or env.get("CHATD_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise UsageError("no password: pass --password or set CHATD_PASSWORD")
+        password = getpass.getpass(f"Password for {email}: ")
+    return Login(url, email, password)
+
+
+async def _run(args: argparse.Namespace, login: Login) -> int:
+    async with ChatApi(login.url) as api:
+        if args.command == "register":
+            user = await api.register(login.email, login.password)
+            print(f"registered user {user['id']} ({user['email']})")
+            return 0
+        await api.login(login.email, login.password)
+        if args.command == "rooms":
+            return await _rooms(api, args)
+        if args.command == "send":
+            return await send_one(
+                api, args.room_id, args.text, timeout_s=args.timeout, out=sys.stdout, err=sys.stderr
+            )
+        return await chat(
+            api,
+            args.room_id,
+            history=max(0, args.history),
+            stdin=sys.stdin,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+
+
+async def _rooms(api: ChatApi, args: argparse.Namespace) -> int:
+    if args.create:
+        room = await api.create_room(args.create, "private" if args.private else "public")
+        print(room["id"])
+        return 0
+    for room in await api.rooms():
+        print(f"{room['id']}\t{room['visibility']}\t{printable(room['name'])}")
+    return 0

@@ -1,0 +1,245 @@
+"""`chatd send` and `chatd chat` as subprocesses against a real server.
+
+(tests/client/ has no __init__.py: a package there would hide tests/client.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import pytest
+import trio
+
+from tests.client import PASSWORD, Account, Api
+from tests.web.conftest import CuttableProxy
+
+STEP_TIMEOUT_S = 20
+
+
+@pytest.fixture
+def database_url(sqlite_database: str) -> str:
+    """The client does not care which store the server uses: SQLite only here."""
+    return sqlite_database
+
+
+def client_env(url: str, who: Account | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")}
+    env.update(CHATD_URL=url, PYTHONUNBUFFERED="1", **extra)
+    if who is not None:
+        env.update(CHATD_EMAIL=who.email, CHATD_PASSWORD=PASSWORD)
+    return env
+
+
+async def run_chatd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        return await trio.run_process(
+            [sys.executable, "-m", "chatd", *args],
+            env=env,
+            stdin=b"",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+
+class Lines:
+    """Lines from a child's pipe, each awaited with a time limit."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def next(self) -> str:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            while b"\n" not in self._buffer:
+                chunk = await self._stream.receive_some()
+                if not chunk:
+                    raise EOFError(f"the pipe closed; unread: {self._buffer!r}")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    async def until(self, fragment: str) -> list[str]:
+        """Lines up to and including the first that contains fragment."""
+        seen = [await self.next()]
+        while fragment not in seen[-1]:
+            seen.append(await self.next())
+        return seen
+
+
+class Chat:
+    def __init__(self, process: trio.Process) -> None:
+        assert process.stdin and process.stdout and process.stderr
+        self.process = process
+        self.stdin = process.stdin
+        self.out = Lines(process.stdout)
+        self.err = Lines(process.stderr)
+
+    async def type(self, line: str) -> None:
+        await self.stdin.send_all(line.encode() + b"\n")
+
+    async def text_of_next_message(self) -> str:
+        line = await self.out.next()
+        assert line.startswith("[") and "] user " in line, line
+        return line.split(": ", 1)[1]
+
+
+@asynccontextmanager
+async def chatting(nursery: trio.Nursery, room_id: int, env: dict[str, str]) -> AsyncIterator[Chat]:
+    command = [sys.executable, "-m", "chatd", "chat", str(room_id)]
+    process: trio.Process = await nursery.start(
+        partial(
+            trio.run_process,
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    )
+    try:
+        yield Chat(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def test_send_prints_the_id_of_the_message_a_socket_receives(api: Api) -> None:
+    ann, bob = await api.signup(), await api.signup()
+    room = await api.create_room(ann)
+    async with api.socket(bob, room["id"]) as ws:
+        done = await run_chatd(
+            "send", str(room["id"]), "hello <b>from</b> the CLI", env=client_env(api.base_url, ann)
+        )
+        assert done.returncode == 0, done.stderr
+        message = await ws.message()
+    assert message["text"] == "hello <b>from</b> the CLI"
+    assert message["user_id"] == ann.id and message["client_id"].startswith("cli-")
+    assert done.stdout.decode() == f"{message['id']}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env_change", "code", "says"),
+    [
+        (["send", "{room}", "x"], {"CHATD_PASSWORD": "wrong password!"}, 1, "wrong email"),
+        (["send", "987654", "x"], {}, 1, "room 987654 does not exist"),
+        (["send", "{room}", "   "], {}, 2, "cannot be empty"),
+        (["send", "{room}", "y" * 4001], {}, 2, "at most 4000 characters"),
+        (["send", "{room}", "x"], {"CHATD_EMAIL": ""}, 2, "CHATD_EMAIL"),
+        (["send", "{room}", "x"], {"CHATD_URL": "http://127.0.0.1:9"}, 1, "cannot reach"),
+        (["chat", "{room}"], {"CHATD_PASSWORD": ""}, 2, "CHATD_PASSWORD"),
+    ],
+)
+async def test_failures_exit_non_zero_with_a_clear_message(
+    api: Api, args: list[str], env_change: dict[str, str], code: int, says: str
+) -> None:
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    env = client_env(api.base_url, ann) | env_change
+    done = await run_chatd(*[a.format(room=room["id"]) for a in args], env=env)
+    assert done.returncode == code, done
+    assert says in done.stderr.decode()
+    assert done.stdout == b""
+
+
+async def test_rooms_lists_and_creates(api: Api) -> None:
+    ann = await api.signup()
+    env = client_env(api.base_url, ann)
+    created = await run_chatd("rooms", "--create", "from the cli", "--private", env=env)
+    assert created.returncode == 0, created.stderr
+    room_id = int(created.stdout)
+    listed = await run_chatd("rooms", env=env)
+    assert f"{room_id}\tprivate\tfrom the cli\n" in listed.stdout.decode()
+
+
+async def test_register_then_send(api: Api) -> None:
+    env = client_env(
+        api.base_url, None, CHATD_EMAIL="newcomer@example.com", CHATD_PASSWORD=PASSWORD
+    )
+    registered = await run_chatd("register", env=env)
+    assert registered.returncode == 0, registered.stderr
+    assert "newcomer@example.com" in registered.stdout.decode()
+    again = await run_chatd("register", env=env)
+    assert again.returncode == 1 and "conflict" in again.stderr.decode()
+
+
+async def test_chat_prints_the_room_and_sends_what_is_typed(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    ann, bob = await api.signup(), await api.signup()
+    room = await api.create_room(ann)
+    async with api.socket(ann, room["id"]) as ws:
+        await ws.send("said before bob came")
+        await ws.message()
+        async with chatting(nursery, room["id"], client_env(api.base_url, bob)) as chat:
+            assert await chat.text_of_next_message() == "said before bob came"  # history
+            await chat.err.until("Ctrl-D quits")  # live from here
+            await ws.send("<b>live</b>, two lines\nthe second")
+            await ws.message()  # Ann's own echo
+            assert await chat.text_of_next_message() == "<b>live</b>, two lines"
+            assert await chat.out.next() == "    the second"
+            # A terminal escape in a message is shown, not obeyed.
+            await ws.send("\x1b[2Jwiped?")
+            await ws.message()
+            assert await chat.text_of_next_message() == "\\u001b[2Jwiped?"
+            await chat.type("hello from the terminal")
+            message = await ws.message()
+            assert message["text"] == "hello from the terminal"
+            assert message["user_id"] == bob.id and message["client_id"].startswith("cli-")
+            assert await chat.text_of_next_message() == "hello from the terminal"  # the echo
+            await chat.stdin.aclose()  # Ctrl-D
+            with trio.fail_after(STEP_TIMEOUT_S):
+                assert await chat.process.wait() == 0
+
+
+async def test_chat_resumes_after_a_network_blip_and_resends_once(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    ann, bob = await api.signup(), await api.signup()
+    room = await api.create_room(ann)
+    proxy = CuttableProxy(int(api.base_url.rsplit(":", 1)[1]))
+    proxy_url: str = await nursery.start(proxy.run)
+    async with (
+        api.socket(ann, room["id"]) as ws,
+        chatting(nursery, room["id"], client_env(proxy_url, bob)) as chat,
+    ):
+        await chat.err.until("Ctrl-D quits")
+        # Bob's line reaches the server, but the echo that acknowledges it is lost...
+        proxy.drop_replies()
+        await chat.type("into the void")
+        assert (await ws.message())["text"] == "into the void"
+        # ...then the connection drops. Ann talks; Bob types while disconnected.
+        proxy.cut()
+        await chat.err.until("-- disconnected")
+        missed = [f"missed {i}" for i in range(3)]
+        for text in missed:
+            await ws.send(text)
+        assert [m["text"] for m in await ws.messages(3)] == missed
+        await chat.type("typed while away")
+        proxy.restore()
+        await chat.err.until("-- reconnected")
+        printed = [await chat.text_of_next_message() for _ in range(5)]
+        assert printed == ["into the void", *missed, "typed while away"]
+        assert (await ws.message())["text"] == "typed while away"
+        await chat.stdin.aclose()
+        with trio.fail_after(STEP_TIMEOUT_S):
+            assert await chat.process.wait() == 0
+    stored = [m["text"] for m in await api.all_history(ann, room["id"])]
+    assert stored == ["into the void", *missed, "typed while away"]
+
+
+async def test_ctrl_c_ends_chat(api: Api, nursery: trio.Nursery) -> None:
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    async with chatting(nursery, room["id"], client_env(api.base_url, ann)) as chat:
+        await chat.err.until("Ctrl-D quits")
+        chat.process.send_signal(signal.SIGINT)
+        with trio.fail_after(STEP_TIMEOUT_S):
+            assert await chat.process.wait() == 130
