@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from tests.client import PASSWORD, Account, Api
+from tests.conftest import start_server
 from tests.web.conftest import CuttableProxy
 
 STEP_TIMEOUT_S = 20
@@ -243,3 +244,19 @@ async def test_ctrl_c_ends_chat(api: Api, nursery: trio.Nursery) -> None:
         chat.process.send_signal(signal.SIGINT)
         with trio.fail_after(STEP_TIMEOUT_S):
             assert await chat.process.wait() == 130
+
+
+async def test_send_refreshes_a_token_about_to_expire(
+    nursery: trio.Nursery,
+    settings_with,  # type: ignore[no-untyped-def]
+) -> None:
+    # Tokens live 1 s, under the client's refresh margin: every call refreshes first,
+    # each refresh spending the token before it.
+    api, _ = await start_server(nursery, settings_with(access_token_ttl_s=1))
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    async with api.socket(ann, room["id"]) as ws:
+        done = await run_chatd("send", str(room["id"]), "fresh", env=client_env(api.base_url, ann))
+        assert done.returncode == 0, done.stderr
+        assert (await ws.message())["text"] == "fresh"
+    await api.aclose()

@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,6 +127,11 @@ class BackgroundServer:
         assert self._token is not None
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
 
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `await fn(*args)` on the server's trio loop (a real client, say)."""
+        assert self._token is not None
+        return trio.from_thread.run(fn, *args, trio_token=self._token)
+
     def _main(self) -> None:
         try:
             trio.run(self._serve)
@@ -146,15 +151,19 @@ class BackgroundServer:
 
 
 @pytest.fixture
-def web_server(sqlite_database: str) -> Iterator[BackgroundServer]:
-    settings = Settings(
+def web_settings(sqlite_database: str) -> Settings:
+    return Settings(
         host="127.0.0.1",
         port=0,
         database_url=sqlite_database,
         jwt_secret="test-secret-that-is-long-enough-for-hs256",
         bcrypt_rounds=4,
     )
-    with BackgroundServer(settings) as server:
+
+
+@pytest.fixture
+def web_server(web_settings: Settings) -> Iterator[BackgroundServer]:
+    with BackgroundServer(web_settings) as server:
         yield server
 
 

@@ -7,11 +7,15 @@ trio, so the server runs on its own trio loop in a thread (see conftest.py).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from chatd.config import Settings
+from tests.client import Api
 from tests.web.conftest import BackgroundServer
 
 try:
@@ -180,3 +184,69 @@ def test_presence_and_typing_frames_show_when_a_server_sends_them(
     )
     expect(shown(page)).to_have_text(["done typing"])
     expect(page.locator("#typing")).to_be_empty()
+
+
+def test_older_history_loads_on_scroll_up(
+    web_server: BackgroundServer, browser: Any, screenshots: Path
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    total = 120  # the page loads 50 at a time
+
+    async def seed() -> int:
+        api = Api(web_server.url)
+        try:
+            dan = await api.signup("dan@example.com")
+            room = await api.create_room(dan, "archive")
+            async with api.socket(dan, room["id"]) as ws:
+                for i in range(total):
+                    await ws.send(f"m{i}")
+                await ws.messages(total)
+            return int(room["id"])
+        finally:
+            await api.aclose()
+
+    room_id = web_server.run(seed)
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    register(page, web_server.url, "eve@example.com")
+    page.goto(f"{web_server.url}/#/rooms/{room_id}")
+    expect(page.locator("#conn-status")).to_have_text("Live")
+    expect(shown(page)).to_have_count(50)
+    expect(shown(page).first).to_have_text("m70")
+    for count in (100, total):
+        page.locator("#scroller").evaluate("s => { s.scrollTop = 0; }")
+        expect(shown(page)).to_have_count(count)
+    expect(page.get_by_text("This is the start of the room.")).to_be_visible()
+    expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+    expect(shown(page)).to_have_text([f"m{i}" for i in range(total)])
+    page.screenshot(path=screenshots / "history-start-desktop.png")
+
+
+@pytest.fixture
+def short_lived_tokens(web_settings: Settings) -> Settings:
+    # The client refreshes a minute before expiry: here, every 2 s.
+    return replace(web_settings, access_token_ttl_s=62)
+
+
+def test_tokens_are_refreshed_before_they_expire(
+    short_lived_tokens: Settings, browser: Any
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    with BackgroundServer(short_lived_tokens) as server:
+        page = browser.new_context(viewport=DESKTOP).new_page()
+        register(page, server.url, "fay@example.com")
+        stored = "() => JSON.parse(sessionStorage.getItem('chatd.session')).refresh_token"
+        tokens = [page.evaluate(stored)]
+        while len(tokens) < 3:  # two refreshes in a row, each spending the previous token
+            page.wait_for_function(f"t => ({stored})() !== t", arg=tokens[-1])
+            tokens.append(page.evaluate(stored))
+        assert len(set(tokens)) == 3
+        # Still logged in, across a reload too: no refresh token was replayed. (The
+        # reload comes right after a refresh: one cut off mid-flight would lose its
+        # new pair, and the server revokes a login whose spent token comes back.)
+        page.reload()
+        expect(page.get_by_role("heading", name="Rooms")).to_be_visible()
+        page.get_by_label("Name").fill("still here")
+        page.get_by_role("button", name="Create room").click()
+        expect(page.locator("#conn-status")).to_have_text("Live")
+        send(page, "after two refreshes")
+        expect(shown(page)).to_have_text(["after two refreshes"])
