@@ -25,6 +25,11 @@ class Settings:
     port: int = 8080
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_FILE}"
     redis_url: str | None = None
+    # Keys and channels start with this: several deployments can share one Redis.
+    redis_prefix: str = "chatd:"
+    recent_cache_size: int = 200
+    presence_ttl_s: float = 30.0
+    typing_interval_s: float = 2.0
     jwt_secret: str = ""
     jwt_secret_generated: bool = False
     access_token_ttl_s: int = 15 * 60

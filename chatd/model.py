@@ -67,6 +67,34 @@ class Message:
             body["client_id"] = self.client_id
         return body
 
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Message:
+        return cls(
+            id=MessageId(int(body["id"])),
+            room_id=RoomId(int(body["room_id"])),
+            user_id=UserId(int(body["user_id"])),
+            text=str(body["text"]),
+            created_at=datetime.fromisoformat(body["created_at"]),
+            client_id=body.get("client_id"),
+        )
+
+
+SignalKind = Literal["typing", "presence", "resync"]
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An ephemeral room event, never stored.
+
+    typing: `user_id` is typing. presence: who is online in the room may have
+    changed, look again. resync: messages may have been missed, refill from
+    the store.
+    """
+
+    room_id: RoomId
+    kind: SignalKind
+    user_id: UserId | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class Draft:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,14 +12,21 @@ from dataclasses import dataclass
 import trio
 
 from chatd.auth.accounts import Accounts, TokenPolicy
+from chatd.bus.base import Bus
 from chatd.bus.local import LocalBus
+from chatd.bus.redis import RedisBus
+from chatd.bus.redis_presence import RedisPresence
 from chatd.config import Settings
 from chatd.hub.hub import Hub
+from chatd.hub.presence import LocalPresence, Presence, PresenceBackend
 from chatd.hub.writer import Writer
 from chatd.metrics import Metrics
 from chatd.store import Store, open_store
 
 log = logging.getLogger(__name__)
+
+# Names this process on the bus, so it can skip its own publications.
+INSTANCE_ID = secrets.token_hex(6)
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,23 @@ class Service:
     writer: Writer
     accounts: Accounts
     metrics: Metrics
+    bus: Bus
+    presence: Presence
+
+
+def open_bus(settings: Settings, hub: Hub) -> tuple[Bus, PresenceBackend]:
+    """Redis when configured (many instances as one service), else in-process."""
+    if not settings.redis_url:
+        return LocalBus(hub.dispatch_nowait), LocalPresence()
+    bus = RedisBus(
+        settings.redis_url,
+        hub.dispatch_nowait,
+        on_reconnect=hub.resync_all,
+        instance_id=INSTANCE_ID,
+        prefix=settings.redis_prefix,
+        recent_size=settings.recent_cache_size,
+    )
+    return bus, RedisPresence(settings.redis_prefix, INSTANCE_ID, lambda: bus.recent.client)
 
 
 @asynccontextmanager
@@ -39,8 +65,15 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
     try:
         metrics = Metrics()
         hub = Hub(store, metrics, settings.room_inbox_size)
-        bus = LocalBus(hub.dispatch_nowait)
-        hub.attach(bus)
+        bus, presence_backend = open_bus(settings, hub)
+        presence = Presence(
+            presence_backend,
+            ttl_s=settings.presence_ttl_s,
+            on_change=hub.presence_changed,
+            announce=hub.announce_presence,
+            clock=time.time,  # shared with other instances: wall clock
+        )
+        hub.attach(bus, presence)
         writer = Writer(store, bus, metrics, settings.writer_queue_size, settings.writer_batch_max)
         accounts = Accounts(
             store,
@@ -54,8 +87,9 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
         async with trio.open_nursery() as nursery:
             await nursery.start(bus.run)
             await nursery.start(hub.run)
+            await nursery.start(presence.run)
             await nursery.start(writer.run)
-            yield Service(settings, store, hub, writer, accounts, metrics)
+            yield Service(settings, store, hub, writer, accounts, metrics, bus, presence)
             nursery.cancel_scope.cancel()
     finally:
         with trio.move_on_after(2, shield=True):

@@ -15,6 +15,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
 PASSWORD = "correct horse battery"
+ADVISORY = {"presence", "typing"}
 _emails = itertools.count(1)
 
 
@@ -145,16 +146,33 @@ class Socket:
             return json.loads(await self.ws.get_message())  # type: ignore[no-any-return]
 
     async def message(self, timeout_s: float = 10) -> dict[str, Any]:
-        """The next chat message's payload (fails on any other frame)."""
-        frame = await self.frame(timeout_s)
+        """The next chat message's payload, passing over presence and typing news."""
+        frame = await self.next_frame(timeout_s)
         assert frame["type"] == "message", frame
         return frame["payload"]  # type: ignore[no-any-return]
+
+    async def next_frame(self, timeout_s: float = 10) -> dict[str, Any]:
+        """The next frame that is not advisory (presence, typing)."""
+        with trio.fail_after(timeout_s):
+            while True:
+                frame = await self.frame()
+                if frame["type"] not in ADVISORY:
+                    return frame
+
+    async def expect(self, kind: str, timeout_s: float = 10, **payload: Any) -> dict[str, Any]:
+        """Wait for a frame of this type whose payload has these values; skip others."""
+        with trio.fail_after(timeout_s):
+            while True:
+                frame = await self.frame(timeout_s)
+                body = frame.get("payload", {})
+                if frame["type"] == kind and all(body.get(k) == v for k, v in payload.items()):
+                    return body  # type: ignore[no-any-return]
 
     async def messages(self, count: int, timeout_s: float = 10) -> list[dict[str, Any]]:
         with trio.fail_after(timeout_s):
             return [await self.message() for _ in range(count)]
 
     async def error(self) -> dict[str, Any]:
-        frame = await self.frame()
+        frame = await self.next_frame()
         assert frame["type"] == "error", frame
         return frame["payload"]  # type: ignore[no-any-return]

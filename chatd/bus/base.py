@@ -1,4 +1,4 @@
-"""The Bus protocol: publish committed messages, deliver them to a sink.
+"""The Bus protocol: carry committed messages and room signals to every instance.
 
 Local sends travel the bus too, so every message reaches a room by one path.
 """
@@ -10,19 +10,26 @@ from typing import Protocol
 
 import trio
 
-from chatd.model import Message, RoomId
+from chatd.model import Message, RoomId, Signal
 
-Sink = Callable[[Message], None]
+Sink = Callable[[Message | Signal], None]
 
 
 class Bus(Protocol):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Carry messages until cancelled; started() once ready to publish."""
+        """Carry messages until cancelled; started() once publish_nowait() may be called."""
 
-    async def publish(self, message: Message) -> None:
-        """Hand a committed message to every instance (this one included)."""
+    def publish_nowait(self, event: Message | Signal) -> None:
+        """Hand a committed message or a signal to every instance, this one included.
 
-    def subscribe(self, room_id: RoomId) -> None:
-        """Start delivering this room's messages to the sink."""
+        Never waits on the network: the local sink gets it at once.
+        """
+
+    async def subscribe(self, room_id: RoomId) -> None:
+        """Deliver this room's events to the sink; returns once that is in effect
+        (or at once while the bus is disconnected: it resyncs on reconnect)."""
 
     def unsubscribe(self, room_id: RoomId) -> None: ...
+
+    def health(self) -> str:
+        """ "ok", or why other instances cannot be reached right now."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from chatd.bus.base import Sink
-from chatd.model import Message, RoomId
+from chatd.model import Message, RoomId, Signal
 
 
 class LocalBus:
@@ -17,12 +17,15 @@ class LocalBus:
         task_status.started()
         await trio.sleep_forever()
 
-    async def publish(self, message: Message) -> None:
-        if message.room_id in self._rooms:
-            self._sink(message)
+    def publish_nowait(self, event: Message | Signal) -> None:
+        if event.room_id in self._rooms:
+            self._sink(event)
 
-    def subscribe(self, room_id: RoomId) -> None:
+    async def subscribe(self, room_id: RoomId) -> None:
         self._rooms.add(room_id)
 
     def unsubscribe(self, room_id: RoomId) -> None:
         self._rooms.discard(room_id)
+
+    def health(self) -> str:
+        return "ok"

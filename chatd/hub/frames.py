@@ -30,5 +30,13 @@ def echo_frame(message: Message) -> Outgoing:
     return Outgoing(_encode("message", message.to_json()))
 
 
+def typing_frame(user_id: int) -> Outgoing:
+    return Outgoing(_encode("typing", {"user_id": user_id}))
+
+
+def presence_frame(user_id: int, status: str) -> Outgoing:
+    return Outgoing(_encode("presence", {"user_id": user_id, "status": status}))
+
+
 def error_frame(code: str, text: str, **extra: Any) -> Outgoing:
     return Outgoing(_encode("error", {"code": code, "message": text, **extra}))

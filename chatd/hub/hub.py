@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 import trio
 
 from chatd.bus.base import Bus
+from chatd.hub.frames import presence_frame
 from chatd.hub.member import ROOM_GONE, Member
+from chatd.hub.presence import Presence
 from chatd.hub.room import Room
 from chatd.metrics import Metrics
-from chatd.model import Message, RoomId
+from chatd.model import Message, RoomId, Signal, UserId
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,11 @@ class Hub:
         self._rooms: dict[RoomId, Room] = {}
         self._nursery: trio.Nursery | None = None
         self._bus: Bus | None = None
+        self.presence: Presence | None = None
 
-    def attach(self, bus: Bus) -> None:
+    def attach(self, bus: Bus, presence: Presence) -> None:
         self._bus = bus
+        self.presence = presence
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the room tasks until cancelled."""
@@ -37,11 +41,37 @@ class Hub:
             task_status.started()
             await trio.sleep_forever()
 
-    def dispatch_nowait(self, message: Message) -> None:
-        """The bus's sink: hand a committed message to its room, if active here."""
-        room = self._rooms.get(message.room_id)
+    def dispatch_nowait(self, event: Message | Signal) -> None:
+        """The bus's sink: hand a committed message or a signal to its room, if active here."""
+        room = self._rooms.get(event.room_id)
         if room is not None:
-            room.offer(message)
+            room.offer(event)
+
+    def presence_changed(self, room_id: RoomId, user_id: UserId, status: str) -> None:
+        """The presence tracker's verdict: tell this room's local members."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            frame = presence_frame(user_id, status)
+            for member in room.members:
+                member.offer(frame)
+
+    def announce_presence(self, room_id: RoomId) -> None:
+        """Ask every instance to look at this room's presence again (never waits)."""
+        assert self._bus is not None
+        self._bus.publish_nowait(Signal(room_id, "presence"))
+
+    def typing_allowed(self, member: Member, now: float, interval_s: float) -> bool:
+        room = self._rooms.get(member.room_id)
+        return room is not None and room.typing_allowed(member.user_id, now, interval_s)
+
+    def resync_all(self) -> None:
+        """Events may have been missed (the bus reconnected): every room refills."""
+        for room_id in list(self._rooms):
+            self.dispatch_nowait(Signal(room_id, "resync"))
+
+    def signal_nowait(self, signal: Signal) -> None:
+        assert self._bus is not None
+        self._bus.publish_nowait(signal)
 
     @asynccontextmanager
     async def joined(self, member: Member) -> AsyncIterator[int]:
@@ -49,10 +79,13 @@ class Hub:
         id this yields (the room's last delivered one when the member joined)."""
         room = await self._activate(member.room_id)
         room.members.add(member)
+        assert self.presence is not None
+        self.presence.joined(member.room_id, member.user_id)
         try:
             yield room.last_id
         finally:
             room.members.discard(member)
+            self.presence.left(member.room_id, member.user_id)
             if not room.members and self._rooms.get(room.room_id) is room:
                 self._deactivate(room)
 
@@ -77,10 +110,14 @@ class Hub:
                     continue  # its starter gave up; try to start it ourselves
                 return room
             room = self._rooms[room_id] = Room(
-                room_id, self._store, self._metrics, self._room_inbox_size
+                room_id,
+                self._store,
+                self._metrics,
+                self._room_inbox_size,
+                on_presence=self._presence_hint,
             )
-            self._bus.subscribe(room_id)
             try:
+                await self._bus.subscribe(room_id)
                 await self._nursery.start(room.run)
             except BaseException:
                 room.failed = True
@@ -90,6 +127,10 @@ class Hub:
                 room.ready.set()
             self._metrics.rooms_active.inc()
             return room
+
+    def _presence_hint(self, room_id: RoomId) -> None:
+        if self.presence is not None:
+            self.presence.hint(room_id)
 
     def _deactivate(self, room: Room) -> None:
         del self._rooms[room.room_id]

@@ -3,20 +3,22 @@
 Messages arrive from the bus. Ids are the room's contiguous sequence, so a
 message more than one past the last delivered reveals a gap, which the
 room fills from the store before going on: members see every message,
-in order, once.
+in order, once — whichever instance committed it, and whatever order the
+bus delivered it in.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
 from chatd.errors import StoreUnavailable
-from chatd.hub.frames import message_frame
+from chatd.hub.frames import message_frame, typing_frame
 from chatd.hub.member import Member
 from chatd.metrics import Metrics
-from chatd.model import Message, RoomId
+from chatd.model import Message, RoomId, Signal, UserId
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,14 @@ RESYNC = 1011  # the room lost track; members reconnect with ?since=
 
 
 class Room:
-    def __init__(self, room_id: RoomId, store: Store, metrics: Metrics, inbox_size: int) -> None:
+    def __init__(
+        self,
+        room_id: RoomId,
+        store: Store,
+        metrics: Metrics,
+        inbox_size: int,
+        on_presence: Callable[[RoomId], None] = lambda room_id: None,
+    ) -> None:
         self.room_id = room_id
         self.members: set[Member] = set()
         self.cancel_scope = trio.CancelScope()
@@ -34,32 +43,56 @@ class Room:
         self.failed = False
         self._store = store
         self._metrics = metrics
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message](inbox_size)
+        self._on_presence = on_presence
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | Signal](inbox_size)
         self._last_id = 0
-        # Highest id that could not be queued: the inbox was full. Filled from the store.
-        self._dropped_up_to = 0
+        # Set when an event could not be queued (the inbox was full), or a
+        # resync was asked for: refill from the store once the inbox drains.
+        self._refill_needed = False
+        self._last_typing: dict[UserId, float] = {}
 
     @property
     def last_id(self) -> int:
         """Every message up to this id has been offered to the members of the time."""
         return self._last_id
 
-    def offer(self, message: Message) -> None:
-        """Called by the bus; never waits. An overflow is remembered and filled later."""
+    def typing_allowed(self, user_id: UserId, now: float, interval_s: float) -> bool:
+        """At most one typing signal per user per interval: the rest are dropped."""
+        last = self._last_typing.get(user_id)
+        if last is not None and now - last < interval_s:
+            return False
+        self._last_typing[user_id] = now
+        if len(self._last_typing) > 4 * len(self.members) + 64:  # forget who left
+            here = {member.user_id for member in self.members}
+            self._last_typing = {u: t for u, t in self._last_typing.items() if u in here}
+        return True
+
+    def offer(self, event: Message | Signal) -> None:
+        """Called by the bus; never waits. An overflow is remembered and refilled."""
         try:
-            self._inbox_send.send_nowait(message)
+            self._inbox_send.send_nowait(event)
         except trio.WouldBlock:
-            self._dropped_up_to = max(self._dropped_up_to, message.id)
+            if isinstance(event, Message) or event.kind == "resync":
+                self._refill_needed = True
+            # A dropped typing or presence hint is harmless: both are advisory.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self.cancel_scope:
             # Subscribed before this read, so nothing committed after it is missed.
             self._last_id = await self._store.last_message_id(self.room_id)
             task_status.started()
-            async for message in self._inbox_recv:
-                await self._deliver_in_order(message)
-                if self._dropped_up_to > self._last_id and self._inbox_is_empty():
-                    await self._fill_gap(self._dropped_up_to)
+            async for event in self._inbox_recv:
+                if isinstance(event, Message):
+                    await self._deliver_in_order(event)
+                elif event.kind == "typing":
+                    self._broadcast_typing(event)
+                elif event.kind == "presence":
+                    self._on_presence(self.room_id)
+                else:
+                    self._refill_needed = True
+                if self._refill_needed and self._inbox_is_empty():
+                    self._refill_needed = False
+                    await self._refill()
 
     def _inbox_is_empty(self) -> bool:
         return self._inbox_recv.statistics().current_buffer_used == 0
@@ -70,6 +103,14 @@ class Room:
         if message.id > self._last_id + 1:
             await self._fill_gap(message.id - 1)
         self._broadcast(message)
+
+    async def _refill(self) -> None:
+        try:
+            newest = await self._store.last_message_id(self.room_id)
+        except StoreUnavailable:
+            self._resync_members()
+            return
+        await self._fill_gap(newest)
 
     async def _fill_gap(self, up_to: int) -> None:
         try:
@@ -82,14 +123,15 @@ class Room:
                 for message in page:
                     self._broadcast(message)
         except StoreUnavailable:
-            # Members cannot be given the missing messages now: rather than skip
-            # them silently, close every connection so each resumes with ?since=.
-            log.warning(
-                "room %s: gap up to %s not fillable; resyncing members", self.room_id, up_to
-            )
-            for member in self.members:
-                member.kick(RESYNC, "temporary failure")
+            self._resync_members()
         self._last_id = max(self._last_id, up_to)
+
+    def _resync_members(self) -> None:
+        # Members cannot be given the missing messages now: rather than skip
+        # them silently, close every connection so each resumes with ?since=.
+        log.warning("room %s: cannot refill from the store; resyncing members", self.room_id)
+        for member in self.members:
+            member.kick(RESYNC, "temporary failure")
 
     def _broadcast(self, message: Message) -> None:
         frame = message_frame(message)  # encoded once for every member
@@ -98,3 +140,11 @@ class Room:
             delivered += member.offer(frame)
         self._metrics.messages_delivered.inc(delivered)
         self._last_id = message.id
+
+    def _broadcast_typing(self, signal: Signal) -> None:
+        if signal.user_id is None:
+            return
+        frame = typing_frame(signal.user_id)
+        for member in self.members:
+            if member.user_id != signal.user_id:
+                member.offer(frame)

@@ -65,7 +65,7 @@ class Writer:
                 sender.offer(_send_failed(outcome, draft))
             elif outcome.fresh:
                 fresh += 1
-                await self._bus.publish(outcome.message)
+                self._bus.publish_nowait(outcome.message)
             else:
                 sender.offer(echo_frame(outcome.message))  # idempotent resend: the original
         self._metrics.messages_persisted.inc(fresh)

@@ -306,6 +306,16 @@ def document() -> dict[str, Any]:
                     params=[ROOM_ID],
                 )
             },
+            f"{rooms}/{{room_id}}/presence": {
+                "get": _op(
+                    "Who is online in the room now, across every instance",
+                    {"200": _json(_ref("MemberList"), "Online users")},
+                    401,
+                    403,
+                    404,
+                    params=[ROOM_ID],
+                )
+            },
             f"{rooms}/{{room_id}}/members/{{user_id}}": {
                 "put": _op(
                     "Add a member (owner only); needed to join a private room",

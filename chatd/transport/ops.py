@@ -29,10 +29,15 @@ def ops_routes(service: Service) -> Blueprint:
             checks["database"] = "ok"
         except ChatdError as exc:
             checks["database"] = exc.message
-        ready = all(value == "ok" for value in checks.values())
-        return {"status": "ready" if ready else "unavailable", "checks": checks}, (
-            200 if ready else 503
-        )
+        if service.settings.redis_url:
+            checks["redis"] = service.bus.health()
+        # Only the database decides readiness. Every instance shares one Redis:
+        # failing them all when it blips would turn "no cross-instance delivery
+        # for a while" (which heals itself, gaps refilled) into a total outage.
+        ready = checks["database"] == "ok"
+        degraded = ready and any(value != "ok" for value in checks.values())
+        status = "degraded" if degraded else "ready" if ready else "unavailable"
+        return {"status": status, "checks": checks}, 200 if ready else 503
 
     @bp.get("/metrics")
     async def metrics() -> Response:

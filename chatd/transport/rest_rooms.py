@@ -114,6 +114,13 @@ def room_routes(service: Service) -> Blueprint:
         await readable_room(store, rid, user())
         return {"items": [{"user_id": uid} for uid in await store.members(rid)]}
 
+    @bp.get("/api/v1/rooms/<int:room_id>/presence")
+    async def presence(room_id: int) -> dict[str, Any]:
+        rid = room_id_param(room_id)
+        await readable_room(store, rid, user())
+        online = await service.presence.online(rid)
+        return {"items": [{"user_id": uid} for uid in sorted(online)]}
+
     @bp.put("/api/v1/rooms/<int:room_id>/members/<int:user_id>")
     async def add_member(room_id: int, user_id: int) -> tuple[str, int]:
         rid = room_id_param(room_id)

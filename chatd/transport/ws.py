@@ -17,9 +17,9 @@ from quart import Blueprint, websocket
 from chatd.auth.access import readable_room
 from chatd.config import Settings
 from chatd.errors import ChatdError
-from chatd.hub.frames import Outgoing, error_frame, message_frame
+from chatd.hub.frames import Outgoing, error_frame, message_frame, presence_frame
 from chatd.hub.member import Member
-from chatd.model import Draft
+from chatd.model import Draft, Signal
 from chatd.service import Service
 from chatd.transport.http import authenticate, query_int, room_id_param
 
@@ -104,6 +104,7 @@ def ws_routes(service: Service) -> Blueprint:
             await websocket.accept()
             metrics.ws_connections.inc()
             metrics.ws_connections_active.inc()
+            await _tell_presence(member)
             # A since beyond what the room has committed is clamped, not trusted.
             sent = _Delivered(joined_at, min(since, joined_at) if since is not None else None)
             try:
@@ -116,6 +117,15 @@ def ws_routes(service: Service) -> Blueprint:
             # Waits until the peer has read what was already written before it.
             await websocket.close(member.close_code, _close_reason(member, sent.last_id))
 
+    async def _tell_presence(member: Member) -> None:
+        """Who is here already; changes follow as presence frames."""
+        try:
+            online = await service.presence.online(member.room_id)
+        except Exception:  # presence is advisory; the backend may be away
+            return
+        for user_id in sorted(online):
+            member.offer(presence_frame(user_id, "online"))
+
     async def _read_frames(member: Member) -> None:
         while True:
             raw = await websocket.receive()
@@ -126,6 +136,11 @@ def ws_routes(service: Service) -> Blueprint:
                     await service.writer.submit(draft_from(frame, member, settings), member)
                 elif kind == "ping":
                     member.offer(PONG)
+                elif kind == "typing":
+                    # Rate-limited per user; the excess is dropped quietly (it is advisory).
+                    now = trio.current_time()
+                    if hub.typing_allowed(member, now, settings.typing_interval_s):
+                        hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
                 else:
                     raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
             except BadFrame as exc:

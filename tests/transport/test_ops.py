@@ -178,7 +178,7 @@ async def test_a_send_during_a_database_outage_fails_loudly_and_loses_nothing(
         # (each waits up to db_timeout_s) until the pool has reconnected.
         for _ in range(20):
             await ws.send("during", client_id="retry-me")
-            reply = await ws.frame()
+            reply = await ws.next_frame()
             if reply["type"] == "message":
                 break
             assert reply["payload"]["code"] == "store_unavailable"

@@ -235,7 +235,7 @@ async def test_room_deletion_closes_live_sockets(api: Api) -> None:
     async with api.socket(ann, room["id"]) as ws:
         await api.http.delete(f"/api/v1/rooms/{room['id']}", headers=ann.headers)
         with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
-            await ws.frame()
+            await ws.next_frame()
         assert closed.value.reason.code == 4404
 
 
@@ -301,7 +301,7 @@ async def test_ping_gets_a_pong(api: Api) -> None:
     room = await api.create_room(ann)
     async with api.socket(ann, room["id"]) as ws:
         await ws.send_raw('{"type": "ping"}')
-        assert (await ws.frame())["type"] == "pong"
+        assert (await ws.next_frame())["type"] == "pong"
 
 
 __all__ = ["Socket"]

@@ -1,0 +1,269 @@
+"""The Redis bus: committed messages and signals reach every instance through pub/sub.
+
+One publisher task (pipelined, fed by a bounded queue) and one subscriber
+task per process. The subscriber listens only to rooms with local members.
+
+Redis is a fast path, never the source of truth: a message is committed
+before it is published, local members get it straight away, and rooms fill
+any gap from the store. So when Redis goes away this instance keeps serving
+its own clients; when it comes back every local room refills from the
+store, and rooms whose messages could not be published are announced so
+the other instances refill them too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import coredis
+import trio
+from coredis.exceptions import RedisError
+from coredis.retry import NoRetryPolicy
+
+from chatd.bus.base import Sink
+from chatd.bus.recent import RecentCache
+from chatd.model import Message, RoomId, Signal, UserId
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH_MAX = 512
+# Rooms whose publications were dropped, remembered to announce a resync;
+# past this many, every room is announced.
+DROPPED_ROOMS_MAX = 10_000
+CONNECT_TIMEOUT_S = 2.0
+# Network faults, and Redis answering something we cannot use.
+FAULTS = (RedisError, OSError, TimeoutError, trio.BrokenResourceError)
+
+
+def backoff_s(attempt: int, cap_s: float) -> float:
+    """Capped exponential backoff with full jitter: 0.1 s, 0.2 s, ... up to cap_s."""
+    return random.uniform(0, min(cap_s, 0.1 * 2 ** min(attempt, 20)))
+
+
+class RedisBus:
+    def __init__(
+        self,
+        url: str,
+        sink: Sink,
+        *,
+        on_reconnect: Callable[[], None],
+        instance_id: str,
+        prefix: str = "chatd:",
+        queue_size: int = 4096,
+        backoff_cap_s: float = 5.0,
+        recent_size: int = 200,
+    ) -> None:
+        self._url = url
+        self._sink = sink
+        self._on_reconnect = on_reconnect
+        self._instance = instance_id
+        self._prefix = prefix
+        self._backoff_cap_s = backoff_cap_s
+        self.recent = RecentCache(prefix, recent_size)
+        self._queue_send, self._queue_recv = trio.open_memory_channel[Message | Signal](queue_size)
+        self._wanted: set[RoomId] = set()
+        self._changed = trio.Event()
+        self._subscribed: dict[RoomId, trio.Event] = {}
+        self._connected = False
+        self._problem = "not connected yet"
+        self._dropped_rooms: set[RoomId] = set()
+        self._dropped_all = False
+        self.reconnects = 0
+
+    # -- the Bus protocol ---------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._client() as client, trio.open_nursery() as nursery:
+            self.recent.client = client
+            nursery.start_soon(self._publish_loop, client)
+            nursery.start_soon(self._subscribe_loop)
+            task_status.started()  # usable at once: degraded until Redis answers
+
+    def publish_nowait(self, event: Message | Signal) -> None:
+        if event.room_id in self._wanted:
+            self._sink(event)  # local members first, whatever Redis is doing
+        try:
+            self._queue_send.send_nowait(event)
+        except trio.WouldBlock:
+            # Redis has been away for a while. The message is committed and
+            # delivered here; the others refill this room once we announce it.
+            if len(self._dropped_rooms) < DROPPED_ROOMS_MAX:
+                self._dropped_rooms.add(event.room_id)
+            else:
+                self._dropped_all = True
+
+    async def subscribe(self, room_id: RoomId) -> None:
+        self._wanted.add(room_id)
+        done = self._subscribed.setdefault(room_id, trio.Event())
+        self._changed.set()
+        if self._connected:
+            # If the connection drops meanwhile, the reconnect's resync covers us.
+            with trio.move_on_after(CONNECT_TIMEOUT_S):
+                await done.wait()
+
+    def unsubscribe(self, room_id: RoomId) -> None:
+        self._wanted.discard(room_id)
+        self._subscribed.pop(room_id, None)
+        self._changed.set()
+
+    def health(self) -> str:
+        return "ok" if self._connected else self._problem
+
+    # -- the wire format ----------------------------------------------------
+
+    def channel(self, room_id: RoomId) -> str:
+        return f"{self._prefix}room:{room_id}"
+
+    @property
+    def _resync_channel(self) -> str:
+        return f"{self._prefix}resync"
+
+    def _encode(self, event: Message | Signal) -> str:
+        if isinstance(event, Message):
+            return json.dumps({"o": self._instance, "m": event.to_json()}, ensure_ascii=False)
+        return json.dumps(
+            {"o": self._instance, "s": event.kind, "r": event.room_id, "u": event.user_id}
+        )
+
+    def _decode(self, raw: str) -> Message | Signal | None:
+        body = json.loads(raw)
+        if body.get("o") == self._instance:
+            return None  # our own: delivered locally when published
+        if "m" in body:
+            return Message.from_json(body["m"])
+        user = body.get("u")
+        return Signal(RoomId(body["r"]), body["s"], None if user is None else UserId(user))
+
+    # -- tasks --------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _client(self) -> AsyncIterator[coredis.Redis[str]]:
+        client = coredis.Redis.from_url(
+            self._url,
+            decode_responses=True,
+            retry_policy=NoRetryPolicy(),  # we reconnect ourselves, and know when
+            connect_timeout=CONNECT_TIMEOUT_S,
+            stream_timeout=CONNECT_TIMEOUT_S * 5,
+        )
+        async with client:
+            yield client
+
+    async def _subscribe_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with (
+                    self._client() as client,
+                    client.pubsub(
+                        retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True
+                    ) as pubsub,
+                ):
+                    await client.ping()
+                    rooms = set(self._wanted)
+                    await pubsub.subscribe(self._resync_channel, *(self.channel(r) for r in rooms))
+                    self._mark_subscribed(rooms)
+                    self._set_connected()
+                    attempt = 0
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._reconcile, pubsub, rooms)
+                        async for raw in pubsub:
+                            self._deliver(raw)
+                    raise ConnectionError("the subscription ended")
+            except* FAULTS as group:
+                self._set_disconnected(group.exceptions[0])
+            attempt += 1
+            await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
+
+    async def _reconcile(self, pubsub: Any, subscribed: set[RoomId]) -> None:
+        """Bring the subscription in line with the rooms that have local members."""
+        while True:
+            await self._changed.wait()
+            self._changed = trio.Event()
+            wanted = set(self._wanted)
+            if gone := subscribed - wanted:
+                await pubsub.unsubscribe(*(self.channel(r) for r in gone))
+            if new := wanted - subscribed:
+                await pubsub.subscribe(*(self.channel(r) for r in new))
+            subscribed.clear()
+            subscribed.update(wanted)
+            self._mark_subscribed(new)
+
+    def _mark_subscribed(self, rooms: set[RoomId]) -> None:
+        for room_id in rooms:
+            if (done := self._subscribed.get(room_id)) is not None:
+                done.set()
+
+    def _deliver(self, raw: Any) -> None:
+        if raw.get("channel") == self._resync_channel:
+            if raw.get("data") != self._instance:
+                self._on_reconnect()  # another instance dropped publications
+            return
+        try:
+            event = self._decode(raw["data"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("bus: ignoring a malformed event on %s", raw.get("channel"))
+            return
+        if event is not None and event.room_id in self._wanted:
+            self._sink(event)
+
+    async def _publish_loop(self, client: coredis.Redis[str]) -> None:
+        attempt = 0
+        async for first in self._queue_recv:
+            batch = [first]
+            while len(batch) < PUBLISH_BATCH_MAX:
+                try:
+                    batch.append(self._queue_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            while True:  # the same batch until it goes out: nothing is skipped
+                try:
+                    await self._send(client, batch)
+                    attempt = 0
+                    break
+                except* FAULTS as group:
+                    self._set_disconnected(group.exceptions[0])
+                attempt += 1
+                await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
+            await self._announce_dropped(client)
+
+    async def _send(self, client: coredis.Redis[str], batch: list[Message | Signal]) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for event in batch:
+                if isinstance(event, Message):
+                    self.recent.add(pipe, event)  # cached before anyone can be told of it
+                pipe.publish(self.channel(event.room_id), self._encode(event))
+
+    async def _announce_dropped(self, client: coredis.Redis[str]) -> None:
+        if not (self._dropped_rooms or self._dropped_all):
+            return
+        rooms, everything = self._dropped_rooms, self._dropped_all
+        self._dropped_rooms, self._dropped_all = set(), False
+        if everything:
+            log.warning("bus: publications were dropped; asking every instance to resync")
+        try:
+            await self._send(client, [Signal(room, "resync") for room in rooms])
+            if everything:
+                await client.publish(self._resync_channel, self._instance)
+        except* FAULTS:
+            self._dropped_rooms |= rooms
+            self._dropped_all |= everything
+
+    def _set_connected(self) -> None:
+        if not self._connected:
+            log.info("bus: connected to Redis")
+        self._connected = True
+        self._problem = "ok"
+        # Whatever was published while we were away: every local room refills.
+        self._on_reconnect()
+
+    def _set_disconnected(self, exc: BaseException) -> None:
+        if self._connected:
+            log.warning("bus: lost Redis (%s); local clients are still served", exc)
+            self.reconnects += 1
+        self._connected = False
+        self._problem = f"redis unreachable: {exc}"[:200]
