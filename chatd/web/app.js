@@ -183,6 +183,7 @@ function route() {
 
 function closeRoom() {
   room?.close();
+  document.title = "chatd";
   room = null;
   $("room-open").hidden = true;
   $("room-none").hidden = false;
@@ -239,6 +240,7 @@ class RoomView {
     }
     if (this.closed) return;
     $("room-title").textContent = info.name;
+    document.title = `${info.name} · chatd`;
     $("room-visibility-badge").textContent = info.visibility;
     this.addPage(page);
     this.scrollToBottom();

@@ -218,6 +218,7 @@ def test_older_history_loads_on_scroll_up(
     expect(page.get_by_text("This is the start of the room.")).to_be_visible()
     expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
     expect(shown(page)).to_have_text([f"m{i}" for i in range(total)])
+    page.locator("#scroller").evaluate("s => { s.scrollTop = 0; }")
     page.screenshot(path=screenshots / "history-start-desktop.png")
 
 
