@@ -40,6 +40,16 @@ class Metrics:
         self.rooms_active = Gauge(
             "chatd_rooms_active", "Rooms with at least one local connection.", registry=registry
         )
+        self.recent_cache_hits = Counter(
+            "chatd_recent_cache_hits",
+            "History reads answered by the Redis recent-message cache.",
+            registry=registry,
+        )
+        self.recent_cache_misses = Counter(
+            "chatd_recent_cache_misses",
+            "History reads the cache could not answer in full (the store did).",
+            registry=registry,
+        )
         self.http_requests = Counter(
             "chatd_http_requests",
             "REST requests by route template, method and status.",

@@ -17,6 +17,7 @@ from chatd.bus.local import LocalBus
 from chatd.bus.redis import RedisBus
 from chatd.bus.redis_presence import RedisPresence
 from chatd.config import Settings
+from chatd.hub.history import History
 from chatd.hub.hub import Hub
 from chatd.hub.presence import LocalPresence, Presence, PresenceBackend
 from chatd.hub.writer import Writer
@@ -39,6 +40,7 @@ class Service:
     metrics: Metrics
     bus: Bus
     presence: Presence
+    history: History
 
 
 def open_bus(settings: Settings, hub: Hub) -> tuple[Bus, PresenceBackend]:
@@ -89,7 +91,9 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             await nursery.start(hub.run)
             await nursery.start(presence.run)
             await nursery.start(writer.run)
-            yield Service(settings, store, hub, writer, accounts, metrics, bus, presence)
+            recent = bus.recent if isinstance(bus, RedisBus) else None
+            history = History(store, recent, metrics)
+            yield Service(settings, store, hub, writer, accounts, metrics, bus, presence, history)
             nursery.cancel_scope.cancel()
     finally:
         with trio.move_on_after(2, shield=True):

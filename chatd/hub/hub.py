@@ -96,6 +96,11 @@ class Hub:
             for member in room.members:
                 member.kick(ROOM_GONE, why)
 
+    def last_id(self, room_id: RoomId) -> int | None:
+        """The newest id delivered in this room here, if it is active here."""
+        room = self._rooms.get(room_id)
+        return None if room is None or not room.ready.is_set() else room.last_id
+
     def members_of(self, room_id: RoomId) -> list[Member]:
         room = self._rooms.get(room_id)
         return [] if room is None else list(room.members)

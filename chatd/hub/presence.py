@@ -90,7 +90,7 @@ class Presence:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         heartbeat_s = self._ttl_s / 3
-        next_beat = trio.current_time()
+        next_beat = trio.current_time() + heartbeat_s
         task_status.started()
         while True:
             with trio.move_on_at(next_beat):

@@ -153,7 +153,10 @@ def room_routes(service: Service) -> Blueprint:
         limit = query_int(request.args, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         assert limit is not None
         before = query_int(request.args, "before", default=None, low=1)
-        newest_first = await store.messages_before(rid, before, limit + 1)
+        if before is None:
+            newest_first = await service.history.newest(rid, limit + 1, hub.last_id(rid))
+        else:
+            newest_first = await store.messages_before(rid, before, limit + 1)
         # The extra message fetched is the oldest: drop it from the front, not the end.
         more = len(newest_first) > limit
         shown = newest_first[1:] if more else newest_first

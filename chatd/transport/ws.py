@@ -162,10 +162,10 @@ def ws_routes(service: Service) -> Blueprint:
             done.cancel()
 
     async def _replay(member: Member, since: int, sent: _Delivered) -> None:
-        backlog = await store.messages_after(member.room_id, since, settings.replay_cap + 1)
-        if len(backlog) > settings.replay_cap:
+        # Everything after joined_at reaches the outbox; the replay covers the rest.
+        if sent.joined_at - since > settings.replay_cap:
             # Too much to replay here: the client pages REST history for the gap.
-            sent.last_id = max(sent.last_id, sent.joined_at)
+            sent.last_id = sent.joined_at
             await _send(
                 error_frame(
                     "replay_too_large",
@@ -177,7 +177,7 @@ def ws_routes(service: Service) -> Blueprint:
                 sent,
             )
             return
-        for message in backlog:
+        for message in await service.history.between(member.room_id, since, sent.joined_at):
             await _send(message_frame(message), sent)
 
     async def _send(frame: Outgoing, sent: _Delivered) -> None:

@@ -430,7 +430,12 @@ class RoomView {
     $("reconnect").hidden = state !== "waiting";
     $("send-button").disabled = state === "closed";
     if (state === "closed") showError("room-error", new Error(reason));
-    if (state === "live") showError("room-error", null);
+    if (state === "live") {
+      showError("room-error", null);
+      // Each connection is told afresh who is online: forget the old list.
+      this.online.clear();
+      $("presence").hidden = true;
+    }
     // Pending sends say whether they wait for the connection.
     if (this.live) for (const item of this.live.pending.values()) this.showPending(item);
   }

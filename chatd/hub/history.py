@@ -1,0 +1,35 @@
+"""Recent history for resumes and first pages: from the Redis cache when it
+provably holds the whole range asked for, otherwise from the store."""
+
+from __future__ import annotations
+
+from chatd.bus.recent import RecentCache
+from chatd.metrics import Metrics
+from chatd.model import Message, RoomId
+from chatd.store import Store
+
+
+class History:
+    def __init__(self, store: Store, recent: RecentCache | None, metrics: Metrics) -> None:
+        self._store = store
+        self._recent = recent
+        self._metrics = metrics
+
+    async def between(self, room_id: RoomId, after: int, until: int) -> list[Message]:
+        """Every message with after < id <= until, oldest first (ids are contiguous)."""
+        if until <= after:
+            return []
+        if self._recent is not None:
+            cached = await self._recent.between(room_id, after, until)
+            if cached is not None:
+                self._metrics.recent_cache_hits.inc()
+                return cached
+            self._metrics.recent_cache_misses.inc()
+        return await self._store.messages_after(room_id, after, until - after)
+
+    async def newest(self, room_id: RoomId, count: int, last_id: int | None) -> list[Message]:
+        """The newest `count` messages, oldest first. `last_id` is the room's newest id
+        when this instance knows it (the room is active here); the store is asked otherwise."""
+        if last_id is None:
+            return await self._store.messages_before(room_id, None, count)
+        return await self.between(room_id, max(0, last_id - count), last_id)

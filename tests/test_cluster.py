@@ -1,0 +1,275 @@
+"""Many instances as one service: real chatd processes sharing one PostgreSQL and one Redis."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+
+from tests.client import Account, Api
+from tests.conftest import skip_or_fail
+from tests.redisserver import RedisServer, missing_redis_reason
+
+PRESENCE_TTL_S = 3.0
+SECRET = "cluster-test-secret-long-enough-for-hs256!"
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    reason = missing_redis_reason()
+    if reason:
+        skip_or_fail(f"multi-instance tests need Redis: {reason}")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@dataclass
+class Instance:
+    api: Api
+    process: trio.Process
+    output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+
+
+@dataclass
+class Cluster:
+    nursery: trio.Nursery
+    database_url: str
+    redis_url: str
+    instances: list[Instance] = field(default_factory=list)
+
+    async def start(self) -> Instance:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")} | {
+            "CHATD_DATABASE_URL": self.database_url,
+            "CHATD_REDIS_URL": self.redis_url,
+            "CHATD_JWT_SECRET": SECRET,
+            "CHATD_BCRYPT_ROUNDS": "4",
+            "CHATD_PRESENCE_TTL_S": str(PRESENCE_TTL_S),
+        }
+        instance: Instance = await self.nursery.start(_run_instance, env)
+        self.instances.append(instance)
+        return instance
+
+
+async def _run_instance(env: dict[str, str], task_status: trio.TaskStatus[Instance]) -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "chatd", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    instance: Instance | None = None
+    output: collections.deque[str] = collections.deque(maxlen=200)
+    try:
+        assert process.stdout is not None
+        buffer = b""
+        with trio.fail_after(30) as startup:
+            async for chunk in process.stdout:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in map(bytes.decode, lines):
+                    output.append(line)
+                    if instance is None and (match := re.search(r"listening on (\S+)", line)):
+                        instance = Instance(Api(match.group(1)), process, output)
+                        startup.deadline = float("inf")
+                        task_status.started(instance)
+        if instance is None:
+            raise RuntimeError("chatd exited before listening:\n" + "\n".join(output))
+        await process.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            if instance is not None:
+                await instance.api.aclose()
+
+
+@pytest.fixture
+async def cluster(nursery: trio.Nursery, postgres_database: str, redis: RedisServer) -> Cluster:
+    return Cluster(nursery, postgres_database, redis.url)
+
+
+async def login_on(api: Api, account: Account) -> Account:
+    tokens = await api.login(account.email)
+    return Account(account.id, account.email, tokens["access_token"], tokens["refresh_token"])
+
+
+async def test_every_client_sees_every_instance_in_one_order(cluster: Cluster) -> None:
+    a, b, c = [await cluster.start() for _ in range(3)]
+    people = [await a.api.signup() for _ in range(3)]
+    room = await a.api.create_room(people[0])
+    per_sender = 20
+    total = per_sender * 3
+    received: dict[int, list[tuple[int, str]]] = {}
+
+    async def chat(index: int, instance: Instance, ready: trio.Event, go: trio.Event) -> None:
+        me = await login_on(instance.api, people[index])
+        async with instance.api.socket(me, room["id"]) as ws:
+            ready.set()
+            await go.wait()
+            for i in range(per_sender):
+                await ws.send(f"{index}:{i}", client_id=f"{index}-{i}")
+            got = [await ws.message(timeout_s=20) for _ in range(total)]
+            received[index] = [(m["id"], m["text"]) for m in got]
+
+    readies = [trio.Event() for _ in range(3)]
+    go = trio.Event()
+    async with trio.open_nursery() as nursery:
+        for index, instance in enumerate((a, b, c)):
+            nursery.start_soon(chat, index, instance, readies[index], go)
+        for ready in readies:
+            await ready.wait()
+        go.set()
+    assert received[0] == received[1] == received[2]
+    assert [message_id for message_id, _ in received[0]] == list(range(1, total + 1))
+    for index in range(3):  # each sender's own messages kept their order
+        mine = [text for _, text in received[0] if text.startswith(f"{index}:")]
+        assert mine == [f"{index}:{i}" for i in range(per_sender)]
+
+
+async def test_presence_and_typing_cross_instances(cluster: Cluster) -> None:
+    a, b = await cluster.start(), await cluster.start()
+    ann, bob = await a.api.signup(), await a.api.signup()
+    room = await a.api.create_room(ann)
+    bob_on_b = await login_on(b.api, bob)
+    async with b.api.socket(bob_on_b, room["id"]) as bob_ws:
+        async with a.api.socket(ann, room["id"]) as ann_ws:
+            await bob_ws.expect("presence", user_id=ann.id, status="online")
+            await ann_ws.expect("presence", user_id=bob.id, status="online")
+            online = await b.api.http.get(
+                f"/api/v1/rooms/{room['id']}/presence", headers=bob_on_b.headers
+            )
+            assert {item["user_id"] for item in online.json()["items"]} == {ann.id, bob.id}
+            await ann_ws.send_raw('{"type": "typing"}')
+            assert await bob_ws.expect("typing") == {"user_id": ann.id}
+        await bob_ws.expect("presence", user_id=ann.id, status="offline")
+
+
+async def wait_for_redis(instance: Instance) -> None:
+    """Until the instance's bus says it is connected (it reconnects with backoff)."""
+    with trio.fail_after(20):
+        # Another process's state: there is nothing to wait on but asking again.
+        while (await instance.api.http.get("/readyz")).json()["checks"]["redis"] != "ok":  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def test_a_redis_outage_loses_and_duplicates_nothing(
+    cluster: Cluster, redis: RedisServer
+) -> None:
+    a, b = await cluster.start(), await cluster.start()
+    ann, bob = await a.api.signup(), await a.api.signup()
+    room = await a.api.create_room(ann)
+    bob_on_b = await login_on(b.api, bob)
+    sends = 5
+    total = 2 * sends + 2 * sends + sends
+    async with a.api.socket(ann, room["id"]) as on_a, b.api.socket(bob_on_b, room["id"]) as on_b:
+        seen: dict[str, list[int]] = {"a": [], "b": []}
+
+        async def read_all(name: str, ws) -> None:  # type: ignore[no-untyped-def]
+            while len(seen[name]) < total:
+                seen[name].append((await ws.message(timeout_s=30))["id"])
+
+        async def send_both(phase: str) -> None:
+            for i in range(sends):
+                await on_a.send(f"a {phase} {i}", client_id=f"a-{phase}-{i}")
+                await on_b.send(f"b {phase} {i}", client_id=f"b-{phase}-{i}")
+
+        async with trio.open_nursery() as readers:
+            readers.start_soon(read_all, "a", on_a)
+            readers.start_soon(read_all, "b", on_b)
+            await send_both("before")
+            await trio.to_thread.run_sync(redis.stop)
+            degraded = (await a.api.http.get("/readyz")).json()
+            assert degraded["status"] == "degraded" and degraded["checks"]["redis"] != "ok"
+            await send_both("during")  # each instance still serves its own clients
+            await trio.to_thread.run_sync(redis.start)
+            await wait_for_redis(a)
+            await wait_for_redis(b)
+            # Only B sends now: A's client hears it through the reconnected bus.
+            for i in range(sends):
+                await on_b.send(f"b after {i}", client_id=f"b-after-{i}")
+    assert seen["a"] == seen["b"] == list(range(1, total + 1))
+    history = await a.api.all_history(ann, room["id"])
+    assert len(history) == total and len({m["text"] for m in history}) == total
+
+
+async def test_users_of_a_killed_instance_resume_elsewhere_and_go_offline(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(), await cluster.start()
+    ann, bob = await a.api.signup(), await a.api.signup()
+    room = await a.api.create_room(ann)
+    bob_on_b = await login_on(b.api, bob)
+    async with b.api.socket(bob_on_b, room["id"]) as bob_ws:
+        async with a.api.socket(ann, room["id"]) as ann_ws:
+            await bob_ws.expect("presence", user_id=ann.id, status="online")
+            for i in range(3):
+                await bob_ws.send(f"m{i}")
+            last_seen = [(await ann_ws.message())["id"] for _ in range(3)][-1]
+            a.kill()
+            # Meanwhile the room goes on without ann.
+            for i in range(3, 6):
+                await bob_ws.send(f"m{i}")
+            # ann's instance never said goodbye: her entry expires with the TTL.
+            with trio.fail_after(PRESENCE_TTL_S * 2 + 5):
+                await bob_ws.expect("presence", user_id=ann.id, status="offline")
+        ann_on_b = await login_on(b.api, ann)
+        async with b.api.socket(ann_on_b, room["id"], since=last_seen) as resumed:
+            assert [m["text"] for m in await resumed.messages(3)] == ["m3", "m4", "m5"]
+
+
+async def cache_counts(instance: Instance) -> tuple[float, float]:
+    text = (await instance.api.http.get("/metrics")).text
+    values = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("chatd_recent_cache_")
+    )
+    return (
+        float(values["chatd_recent_cache_hits_total"]),
+        float(values["chatd_recent_cache_misses_total"]),
+    )
+
+
+async def test_recent_history_comes_from_the_cache_only_when_it_is_complete(
+    cluster: Cluster, redis: RedisServer
+) -> None:
+    a, b = await cluster.start(), await cluster.start()
+    ann, bob = await a.api.signup(), await a.api.signup()
+    room = await a.api.create_room(ann)
+    bob_on_b = await login_on(b.api, bob)
+    async with b.api.socket(bob_on_b, room["id"]) as watcher:  # the room is active on B
+        async with a.api.socket(ann, room["id"]) as ws:
+            for i in range(6):
+                await ws.send(f"m{i}")
+            sent = await ws.messages(6)
+        assert await watcher.messages(6) == sent
+
+        hits, misses = await cache_counts(b)
+        page = await b.api.history(bob_on_b, room["id"], limit=4)
+        assert page["items"] == sent[2:] and page["next"] == 3
+        async with b.api.socket(bob_on_b, room["id"], since=1) as resumed:
+            assert await resumed.messages(5) == sent[1:]
+        assert await cache_counts(b) == (hits + 2, misses)
+
+        # A hole in the cache (an entry lost, say): the store answers, just as right.
+        import coredis
+
+        async with coredis.Redis.from_url(redis.url) as client:
+            await client.zremrangebyscore(f"chatd:recent:{room['id']}", 3, 3)
+        async with b.api.socket(bob_on_b, room["id"], since=1) as resumed:
+            assert await resumed.messages(5) == sent[1:]
+        assert await cache_counts(b) == (hits + 2, misses + 1)
