@@ -15,6 +15,7 @@ from chatd.client.commands import add_client_commands, run_client_command
 from chatd.config import ConfigError, Settings
 from chatd.server import serve
 from chatd.store.migrate import apply_migrations
+from chatd.supervisor import WorkersNeedRedis, supervise
 
 log = logging.getLogger("chatd")
 
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", help="address to bind (CHATD_HOST)")
     serve_cmd.add_argument("--port", type=int, help="port to bind, 0 for any (CHATD_PORT)")
     serve_cmd.add_argument("--no-migrate", action="store_true", help="skip pending migrations")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (needs Redis)"
+    )
+    serve_cmd.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)  # set by --workers
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     add_client_commands(commands)
     args = parser.parse_args(argv)
@@ -54,5 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_migrate:
         apply_migrations(settings.database_url)
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(lambda: serve(settings, shutdown_on_signal=True))
+        if args.workers > 1:
+            try:
+                trio.run(supervise, settings, args.workers)
+            except WorkersNeedRedis as exc:
+                print(f"chatd: {exc}", file=sys.stderr)
+                return 2
+        else:
+            trio.run(lambda: serve(settings, shutdown_on_signal=True, inherit_fd=args.inherit_fd))
     return 0

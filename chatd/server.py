@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 HARD_FRAME_LIMIT = 1024 * 1024
 
 
-def hypercorn_config(settings: Settings) -> Config:
+def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Config:
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    # A worker of `serve --workers` accepts on the socket its supervisor opened.
+    config.bind = [
+        f"fd://{inherit_fd}" if inherit_fd is not None else f"{settings.host}:{settings.port}"
+    ]
     config.websocket_max_message_size = max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 2)
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -40,6 +43,7 @@ async def serve(
     settings: Settings,
     *,
     shutdown_on_signal: bool = False,
+    inherit_fd: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
@@ -48,7 +52,7 @@ async def serve(
         binds: list[str] = await nursery.start(
             lambda task_status: hypercorn_serve(
                 app,
-                hypercorn_config(settings),
+                hypercorn_config(settings, inherit_fd),
                 shutdown_trigger=until_signalled if shutdown_on_signal else None,
                 task_status=task_status,
             )

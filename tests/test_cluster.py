@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 import trio
 
@@ -52,7 +54,7 @@ class Cluster:
     redis_url: str
     instances: list[Instance] = field(default_factory=list)
 
-    async def start(self) -> Instance:
+    async def start(self, *args: str) -> Instance:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")} | {
             "CHATD_DATABASE_URL": self.database_url,
             "CHATD_REDIS_URL": self.redis_url,
@@ -60,14 +62,16 @@ class Cluster:
             "CHATD_BCRYPT_ROUNDS": "4",
             "CHATD_PRESENCE_TTL_S": str(PRESENCE_TTL_S),
         }
-        instance: Instance = await self.nursery.start(_run_instance, env)
+        instance: Instance = await self.nursery.start(_run_instance, env, args)
         self.instances.append(instance)
         return instance
 
 
-async def _run_instance(env: dict[str, str], task_status: trio.TaskStatus[Instance]) -> None:
+async def _run_instance(
+    env: dict[str, str], args: tuple[str, ...], task_status: trio.TaskStatus[Instance]
+) -> None:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "chatd", "serve", "--port", "0"],
+        [sys.executable, "-m", "chatd", "serve", "--port", "0", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -273,3 +277,27 @@ async def test_recent_history_comes_from_the_cache_only_when_it_is_complete(
         async with b.api.socket(bob_on_b, room["id"], since=1) as resumed:
             assert await resumed.messages(5) == sent[1:]
         assert await cache_counts(b) == (hits + 2, misses + 1)
+
+
+async def test_workers_share_one_port_and_act_as_one_service(cluster: Cluster) -> None:
+    server = await cluster.start("--workers", "2")
+    # Fresh connections land on either worker: both answer behind the one port.
+    seen = set()
+    with trio.fail_after(30):
+        while len(seen) < 2:
+            async with httpx.AsyncClient(base_url=server.api.base_url) as fresh:
+                seen.add((await fresh.get("/healthz")).json()["instance"])
+    people = [await server.api.signup() for _ in range(6)]
+    room = await server.api.create_room(people[0])
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(server.api.socket(who, room["id"])) for who in people
+        ]
+        for index, ws in enumerate(sockets):
+            await ws.send(f"from {index}")
+        streams = [[m["text"] for m in await ws.messages(6)] for ws in sockets]
+    assert all(stream == streams[0] for stream in streams)
+    assert sorted(streams[0]) == sorted(f"from {i}" for i in range(6))
+    server.process.send_signal(signal.SIGTERM)
+    with trio.fail_after(30):
+        assert await server.process.wait() == 0
