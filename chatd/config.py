@@ -35,6 +35,9 @@ class Settings:
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     bcrypt_rounds: int = 12
+    # A spent refresh token presented again within this many seconds is refused
+    # without revoking the login (a client that lost the answer); later, it is theft.
+    refresh_replay_grace_s: float = 10.0
     # Per-socket queue of frames not yet written; full means slow consumer. Frames
     # are shared between sockets, so a slot costs a pointer. Keep it well above
     # writer_batch_max: one committed batch lands in every outbox at once.

@@ -84,6 +84,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 access_ttl_s=settings.access_token_ttl_s,
                 refresh_ttl_s=settings.refresh_token_ttl_s,
                 bcrypt_rounds=settings.bcrypt_rounds,
+                refresh_replay_grace_s=settings.refresh_replay_grace_s,
             ),
         )
         async with trio.open_nursery() as nursery:

@@ -15,7 +15,7 @@ from chatd.config import Settings
 from chatd.server import serve
 from chatd.store import Store, open_store
 from chatd.store.migrate import apply_migrations
-from tests.client import Api
+from tests.helpers import Api
 from tests.pgserver import PgServer, missing_binaries_reason
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import trio
 
-from tests.client import Account, Api
 from tests.conftest import skip_or_fail
+from tests.helpers import Account, Api
 from tests.redisserver import RedisServer, missing_redis_reason
 
 PRESENCE_TTL_S = 3.0

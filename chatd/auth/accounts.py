@@ -52,6 +52,7 @@ class TokenPolicy:
     access_ttl_s: int
     refresh_ttl_s: int
     bcrypt_rounds: int
+    refresh_replay_grace_s: float = 10.0
 
 
 class Accounts:
@@ -83,7 +84,9 @@ class Accounts:
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ValidationFailed("refresh_token is required")
         spent = await self._store.use_refresh_token(
-            hash_refresh_token(refresh_token), datetime.now(UTC)
+            hash_refresh_token(refresh_token),
+            datetime.now(UTC),
+            self._policy.refresh_replay_grace_s,
         )
         if spent is None:
             raise Unauthorized("the refresh token is not valid; log in again")

@@ -14,6 +14,8 @@ from chatd.model import UserId
 
 ALGORITHM = "HS256"
 ACCESS = "access"
+# Instances' clocks differ a little, and exp is whole seconds.
+LEEWAY_S = 10
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ def verify_access_token(token: str, secret: str) -> UserId:
             secret,
             algorithms=[ALGORITHM],  # pinned: alg=none and RS/ES confusion are refused
             options={"require": ["sub", "exp"]},
+            leeway=LEEWAY_S,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the access token has expired; refresh it") from None

@@ -29,11 +29,14 @@ class Store(Protocol):
     async def add_refresh_token(
         self, user_id: UserId, token_hash: str, family: str, expires_at: datetime
     ) -> None: ...
-    async def use_refresh_token(self, token_hash: str, now: datetime) -> tuple[UserId, str] | None:
+    async def use_refresh_token(
+        self, token_hash: str, now: datetime, replay_grace_s: float
+    ) -> tuple[UserId, str] | None:
         """Spend a refresh token once: (user, family) if it was live, else None.
 
-        Presenting a token that was already spent revokes its whole family,
-        since only a thief or a replaying client would do that.
+        Presenting a token spent more than replay_grace_s ago revokes
+        its whole family, since only a thief or a replaying client would do
+        that; a quick second try (a client that lost the answer) is only refused.
         """
 
     # rooms

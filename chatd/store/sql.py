@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -158,7 +158,9 @@ class SqlStore:
             )
         )
 
-    async def use_refresh_token(self, token_hash: str, now: datetime) -> tuple[UserId, str] | None:
+    async def use_refresh_token(
+        self, token_hash: str, now: datetime, replay_grace_s: float
+    ) -> tuple[UserId, str] | None:
         lock = self._dialect.for_update
 
         def use(cur: _SqlCursor) -> tuple[UserId, str] | None:
@@ -173,10 +175,13 @@ class SqlStore:
             if revoked or self._dialect.to_datetime(expires_at) <= now:
                 return None
             if used_at is not None:
-                log.warning("refresh token replayed: revoking its family for user %s", user_id)
-                cur.execute(
-                    "UPDATE refresh_tokens SET revoked = ? WHERE family = ?", (True, family)
-                )
+                # A quick second try is a client that lost the answer (a reload mid-refresh,
+                # a duplicated tab): refuse it, but only a later replay looks like theft.
+                if now - self._dialect.to_datetime(used_at) > timedelta(seconds=replay_grace_s):
+                    log.warning("refresh token replayed: revoking its family for user %s", user_id)
+                    cur.execute(
+                        "UPDATE refresh_tokens SET revoked = ? WHERE family = ?", (True, family)
+                    )
                 return None
             cur.execute(
                 "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?", (now, token_hash)

@@ -22,7 +22,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(service: Service) -> QuartTrio:
-    app = QuartTrio("chatd")
+    app = QuartTrio("chatd", static_folder=None)  # the web client serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

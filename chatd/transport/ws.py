@@ -76,6 +76,17 @@ def draft_from(frame: dict[str, Any], member: Member, settings: Settings) -> Dra
     return Draft(member.room_id, member.user_id, text, client_id)
 
 
+def _client_id_of(raw: str | bytes) -> dict[str, str]:
+    """The client_id of a refused send, when it can be read, so the client knows which."""
+    try:
+        client_id = json.loads(raw)["payload"]["client_id"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return {}
+    if isinstance(client_id, str) and len(client_id) <= MAX_CLIENT_ID_CHARS:
+        return {"client_id": client_id}
+    return {}
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode()
@@ -144,7 +155,7 @@ def ws_routes(service: Service) -> Blueprint:
                 else:
                     raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
             except BadFrame as exc:
-                member.offer(error_frame(exc.code, exc.message))
+                member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
 
     async def _write_frames(
         member: Member, since: int | None, sent: _Delivered, done: trio.CancelScope

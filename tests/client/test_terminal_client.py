@@ -1,7 +1,4 @@
-"""`chatd send` and `chatd chat` as subprocesses against a real server.
-
-(tests/client/ has no __init__.py: a package there would hide tests/client.py.)
-"""
+"""`chatd send` and `chatd chat` as subprocesses against a real server."""
 
 from __future__ import annotations
 
@@ -16,8 +13,8 @@ from functools import partial
 import pytest
 import trio
 
-from tests.client import PASSWORD, Account, Api
 from tests.conftest import start_server
+from tests.helpers import PASSWORD, Account, Api
 from tests.web.conftest import CuttableProxy
 
 STEP_TIMEOUT_S = 20

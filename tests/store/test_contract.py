@@ -38,18 +38,22 @@ async def test_refresh_tokens_are_single_use_and_replay_revokes_the_family(store
     user = await make_user(store)
     later = NOW + timedelta(days=1)
     await store.add_refresh_token(user, "h1", "fam", later)
-    assert await store.use_refresh_token("h1", NOW) == (user, "fam")
+    assert await store.use_refresh_token("h1", NOW, 10) == (user, "fam")
+    await store.add_refresh_token(user, "k1", "other", later)
+    assert await store.use_refresh_token("k1", NOW, 10) == (user, "other")
     await store.add_refresh_token(user, "h2", "fam", later)
-    # Replaying the spent h1 is refused and takes the live h2 down with it.
-    assert await store.use_refresh_token("h1", NOW) is None
-    assert await store.use_refresh_token("h2", NOW) is None
-    assert await store.use_refresh_token("unknown", NOW) is None
+    # A quick retry of the spent h1 (a client that lost the answer) is refused...
+    assert await store.use_refresh_token("h1", NOW + timedelta(seconds=5), 10) is None
+    # ...and a replay later is refused and takes the live h2 down with it.
+    assert await store.use_refresh_token("h1", NOW + timedelta(seconds=11), 10) is None
+    assert await store.use_refresh_token("h2", NOW + timedelta(seconds=11), 10) is None
+    assert await store.use_refresh_token("unknown", NOW, 10) is None
 
 
 async def test_expired_refresh_token_is_refused(store: Store) -> None:
     user = await make_user(store)
     await store.add_refresh_token(user, "h", "fam", NOW)
-    assert await store.use_refresh_token("h", NOW + timedelta(seconds=1)) is None
+    assert await store.use_refresh_token("h", NOW + timedelta(seconds=1), 10) is None
 
 
 async def test_rooms_listing_shows_public_and_own_private_rooms(store: Store) -> None:

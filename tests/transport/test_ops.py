@@ -16,8 +16,8 @@ from chatd.service import open_service
 from chatd.store.migrate import apply_migrations
 from chatd.transport.app import create_app
 from chatd.transport.openapi import document
-from tests.client import Api
 from tests.conftest import skip_or_fail, start_server
+from tests.helpers import Api
 from tests.pgserver import PgServer, missing_binaries_reason
 
 
@@ -144,7 +144,7 @@ async def test_responses_match_the_openapi_schemas(api: Api) -> None:
         "MemberList",
     )
     me = (await api.http.get("/api/v1/users/me", headers=who)).json()
-    from tests.client import Account
+    from tests.helpers import Account
 
     account = Account(me["id"], me["email"], tokens["access_token"], tokens["refresh_token"])
     async with api.socket(account, room["id"]) as ws:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+import trio
 
 from chatd.config import Settings
 from chatd.store import open_store
-from tests.client import PASSWORD, Api
+from tests.conftest import start_server
+from tests.helpers import PASSWORD, Api
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -104,7 +107,28 @@ async def test_wrong_credentials_are_401(api: Api) -> None:
         assert_error(await api.http.post("/api/v1/auth/login", json=body), 401)
 
 
-async def test_refresh_rotates_and_a_spent_token_is_refused(api: Api) -> None:
+async def test_a_quick_retry_of_a_spent_refresh_token_is_refused_but_not_fatal(
+    api: Api,
+) -> None:
+    account = await api.signup()
+    first = await api.http.post(
+        "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
+    )
+    retry = await api.http.post(
+        "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
+    )
+    assert_error(retry, 401)
+    # Within the grace period the login survives: the rotated token still works.
+    rotated = await api.http.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+    )
+    assert rotated.status_code == 200
+
+
+async def test_refresh_rotates_and_a_replayed_token_revokes_the_login(
+    nursery: trio.Nursery, settings: Settings
+) -> None:
+    api, _ = await start_server(nursery, replace(settings, refresh_replay_grace_s=0))
     account = await api.signup()
     first = await api.http.post(
         "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
@@ -132,6 +156,7 @@ async def test_refresh_rotates_and_a_spent_token_is_refused(api: Api) -> None:
         "/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]}
     )
     assert again.status_code == 200
+    await api.aclose()
 
 
 async def test_refresh_with_garbage_is_401_and_missing_is_422(api: Api) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client import Api
+from tests.helpers import Api
 from tests.transport.test_rest_auth import assert_error
 
 

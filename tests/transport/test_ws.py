@@ -9,8 +9,8 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from chatd.config import Settings
-from tests.client import Account, Api, Socket
 from tests.conftest import start_server
+from tests.helpers import Account, Api
 
 
 async def rejected_status(url: str, headers: list[tuple[str, str]] | None = None) -> int:
@@ -304,4 +304,10 @@ async def test_ping_gets_a_pong(api: Api) -> None:
         assert (await ws.next_frame())["type"] == "pong"
 
 
-__all__ = ["Socket"]
+async def test_a_refused_send_names_its_client_id(api: Api) -> None:
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    async with api.socket(ann, room["id"]) as ws:
+        await ws.send("x" * 4001, client_id="too-long-1")
+        error = await ws.error()
+        assert error == error | {"code": "text_too_long", "client_id": "too-long-1"}

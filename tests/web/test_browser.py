@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from chatd.config import Settings
-from tests.client import Api
+from tests.helpers import Api
 from tests.web.conftest import BackgroundServer
 
 try:

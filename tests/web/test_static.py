@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from chatd.transport.web import CONTENT_SECURITY_POLICY
-from tests.client import Api
+from tests.helpers import Api
 
 WEB = resources.files("chatd") / "web"
 
