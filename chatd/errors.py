@@ -53,3 +53,7 @@ class PayloadTooLarge(ChatdError):
 
 class StoreUnavailable(ChatdError):
     code, status = "store_unavailable", 503
+
+
+class ShuttingDown(ChatdError):
+    code, status = "shutting_down", 503

@@ -10,6 +10,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from chatd.config import Settings
+from chatd.drain import HTTP_GRACE_S, drain
 from chatd.service import open_service
 from chatd.transport.app import create_app
 
@@ -28,7 +29,7 @@ def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Confi
     config.websocket_max_message_size = max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 2)
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 5
+    config.graceful_timeout = HTTP_GRACE_S  # after our own drain, for in-flight requests
     return config
 
 
@@ -49,11 +50,16 @@ async def serve(
     """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
     async with open_service(settings) as service, trio.open_nursery() as nursery:
         app = create_app(service)
+
+        async def drain_on_signal() -> None:
+            await until_signalled()
+            await drain(service)  # then Hypercorn stops listening and finishes requests
+
         binds: list[str] = await nursery.start(
             lambda task_status: hypercorn_serve(
                 app,
                 hypercorn_config(settings, inherit_fd),
-                shutdown_trigger=until_signalled if shutdown_on_signal else None,
+                shutdown_trigger=drain_on_signal if shutdown_on_signal else None,
                 task_status=task_status,
             )
         )

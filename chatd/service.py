@@ -41,9 +41,11 @@ class Service:
     bus: Bus
     presence: Presence
     history: History
+    # Set on SIGTERM: readiness fails and new sockets are refused while we drain.
+    draining: trio.Event
 
 
-def open_bus(settings: Settings, hub: Hub) -> tuple[Bus, PresenceBackend]:
+def open_bus(settings: Settings, hub: Hub, metrics: Metrics) -> tuple[Bus, PresenceBackend]:
     """Redis when configured (many instances as one service), else in-process."""
     if not settings.redis_url:
         return LocalBus(hub.dispatch_nowait), LocalPresence()
@@ -54,8 +56,17 @@ def open_bus(settings: Settings, hub: Hub) -> tuple[Bus, PresenceBackend]:
         instance_id=INSTANCE_ID,
         prefix=settings.redis_prefix,
         recent_size=settings.recent_cache_size,
+        metrics=metrics,
     )
     return bus, RedisPresence(settings.redis_prefix, INSTANCE_ID, lambda: bus.recent.client)
+
+
+async def watch_event_loop(metrics: Metrics, period_s: float = 0.5) -> None:
+    """Tick and measure lateness: how long the loop was too busy to run anything."""
+    while True:
+        due = trio.current_time() + period_s
+        await trio.sleep_until(due)
+        metrics.event_loop_lag.observe(trio.current_time() - due)
 
 
 @asynccontextmanager
@@ -67,7 +78,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
     try:
         metrics = Metrics()
         hub = Hub(store, metrics, settings.room_inbox_size)
-        bus, presence_backend = open_bus(settings, hub)
+        bus, presence_backend = open_bus(settings, hub, metrics)
         presence = Presence(
             presence_backend,
             ttl_s=settings.presence_ttl_s,
@@ -91,10 +102,22 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             await nursery.start(bus.run)
             await nursery.start(hub.run)
             await nursery.start(presence.run)
+            nursery.start_soon(watch_event_loop, metrics)
             await nursery.start(writer.run)
             recent = bus.recent if isinstance(bus, RedisBus) else None
             history = History(store, recent, metrics)
-            yield Service(settings, store, hub, writer, accounts, metrics, bus, presence, history)
+            yield Service(
+                settings,
+                store,
+                hub,
+                writer,
+                accounts,
+                metrics,
+                bus,
+                presence,
+                history,
+                trio.Event(),
+            )
             nursery.cancel_scope.cancel()
     finally:
         with trio.move_on_after(2, shield=True):

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from functools import partial
 
 import trio
+from prometheus_client import multiprocess
 
 from chatd.config import Settings
+from chatd.metrics import MULTIPROC_ENV
 from chatd.server import until_signalled
 
 log = logging.getLogger(__name__)
@@ -46,33 +50,49 @@ async def supervise(settings: Settings, workers: int) -> None:
         )
     sock = listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    # One secret for all: a token issued by one worker must be good at every other.
-    env = dict(os.environ, CHATD_JWT_SECRET=settings.jwt_secret)
+    metrics_dir = tempfile.mkdtemp(prefix="chatd-metrics-")
+    env = dict(
+        os.environ,
+        # One secret for all: a token issued by one worker must be good at every other.
+        CHATD_JWT_SECRET=settings.jwt_secret,
+        # Each worker's metrics go to files here; /metrics on any worker sums them.
+        **{MULTIPROC_ENV: metrics_dir},
+    )
     log.info("chatd listening on http://%s:%s (%d workers)", host, port, workers)
-    async with trio.open_nursery() as nursery:
-        for index in range(workers):
-            nursery.start_soon(_keep_running, index, sock.fileno(), env)
-        await until_signalled()
-        nursery.cancel_scope.cancel()
-    sock.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            for index in range(workers):
+                nursery.start_soon(_keep_running, index, sock.fileno(), env, metrics_dir)
+            await until_signalled()
+            nursery.cancel_scope.cancel()
+    finally:
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-async def _keep_running(index: int, fd: int, env: dict[str, str]) -> None:
+async def _keep_running(index: int, fd: int, env: dict[str, str], metrics_dir: str) -> None:
     """Run worker `index`, restarting it (with backoff) if it dies."""
     failures = 0
+    command = [sys.executable, "-m", "chatd", "serve", "--no-migrate", "--inherit-fd", str(fd)]
     while True:
         started = trio.current_time()
-        result = await trio.run_process(
-            [sys.executable, "-m", "chatd", "serve", "--no-migrate", "--inherit-fd", str(fd)],
-            pass_fds=(fd,),
-            env=env,
-            check=False,
-            deliver_cancel=partial(_stop, index),
-        )
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command,
+                    pass_fds=(fd,),
+                    env=env,
+                    check=False,
+                    deliver_cancel=partial(_stop, index),
+                )
+            )
+        # Its live gauges (connections, rooms) must stop counting in the sum.
+        multiprocess.mark_process_dead(process.pid, metrics_dir)  # type: ignore[no-untyped-call]
         failures = 0 if trio.current_time() - started > 60 else failures + 1
         delay = min(RESTART_BACKOFF_MAX_S, 0.5 * 2**failures)
         log.warning(
-            "worker %d exited with %s; restarting in %.1f s", index, result.returncode, delay
+            "worker %d exited with %s; restarting in %.1f s", index, process.returncode, delay
         )
         await trio.sleep(delay)
 

@@ -298,6 +298,11 @@ async def test_workers_share_one_port_and_act_as_one_service(cluster: Cluster) -
         streams = [[m["text"] for m in await ws.messages(6)] for ws in sockets]
     assert all(stream == streams[0] for stream in streams)
     assert sorted(streams[0]) == sorted(f"from {i}" for i in range(6))
+    # Whichever worker answers /metrics reports the sum over both.
+    for _ in range(6):
+        async with httpx.AsyncClient(base_url=server.api.base_url) as fresh:
+            text = (await fresh.get("/metrics")).text
+        assert "chatd_messages_received_total 6.0" in text.splitlines()
     server.process.send_signal(signal.SIGTERM)
     with trio.fail_after(30):
         assert await server.process.wait() == 0

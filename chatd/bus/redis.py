@@ -27,6 +27,7 @@ from coredis.retry import NoRetryPolicy
 
 from chatd.bus.base import Sink
 from chatd.bus.recent import RecentCache
+from chatd.metrics import Metrics
 from chatd.model import Message, RoomId, Signal, UserId
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class RedisBus:
         queue_size: int = 4096,
         backoff_cap_s: float = 5.0,
         recent_size: int = 200,
+        metrics: Metrics,
     ) -> None:
         self._url = url
         self._sink = sink
@@ -73,7 +75,7 @@ class RedisBus:
         self._problem = "not connected yet"
         self._dropped_rooms: set[RoomId] = set()
         self._dropped_all = False
-        self.reconnects = 0
+        self._metrics = metrics
 
     # -- the Bus protocol ---------------------------------------------------
 
@@ -232,11 +234,13 @@ class RedisBus:
             await self._announce_dropped(client)
 
     async def _send(self, client: coredis.Redis[str], batch: list[Message | Signal]) -> None:
+        started = trio.current_time()
         async with client.pipeline(transaction=False) as pipe:
             for event in batch:
                 if isinstance(event, Message):
                     self.recent.add(pipe, event)  # cached before anyone can be told of it
                 pipe.publish(self.channel(event.room_id), self._encode(event))
+        self._metrics.bus_publish_duration.observe(trio.current_time() - started)
 
     async def _announce_dropped(self, client: coredis.Redis[str]) -> None:
         if not (self._dropped_rooms or self._dropped_all):
@@ -257,6 +261,7 @@ class RedisBus:
         if not self._connected:
             log.info("bus: connected to Redis")
         self._connected = True
+        self._metrics.bus_connected.set(1)
         self._problem = "ok"
         # Whatever was published while we were away: every local room refills.
         self._on_reconnect()
@@ -264,6 +269,7 @@ class RedisBus:
     def _set_disconnected(self, exc: BaseException) -> None:
         if self._connected:
             log.warning("bus: lost Redis (%s); local clients are still served", exc)
-            self.reconnects += 1
+            self._metrics.bus_reconnects.inc()
         self._connected = False
+        self._metrics.bus_connected.set(0)
         self._problem = f"redis unreachable: {exc}"[:200]

@@ -29,6 +29,7 @@ class Hub:
         self._nursery: trio.Nursery | None = None
         self._bus: Bus | None = None
         self.presence: Presence | None = None
+        self._emptied = trio.Event()
 
     def attach(self, bus: Bus, presence: Presence) -> None:
         self._bus = bus
@@ -101,6 +102,15 @@ class Hub:
         room = self._rooms.get(room_id)
         return None if room is None or not room.ready.is_set() else room.last_id
 
+    def all_members(self) -> list[Member]:
+        return [member for room in self._rooms.values() for member in room.members]
+
+    async def wait_empty(self) -> None:
+        """Until no connection is a member of any room here."""
+        while self._rooms:
+            self._emptied = trio.Event()
+            await self._emptied.wait()
+
     def members_of(self, room_id: RoomId) -> list[Member]:
         room = self._rooms.get(room_id)
         return [] if room is None else list(room.members)
@@ -144,3 +154,5 @@ class Hub:
         room.cancel_scope.cancel()
         if not room.failed:
             self._metrics.rooms_active.dec()
+        if not self._rooms:
+            self._emptied.set()

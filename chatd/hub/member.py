@@ -14,6 +14,7 @@ from chatd.model import RoomId, UserId
 log = logging.getLogger(__name__)
 
 SLOW_CONSUMER = 1013  # "try again later": resume with ?since=
+SERVICE_RESTART = 1012  # this instance is going away: reconnect (elsewhere) with ?since=
 ROOM_GONE = 4404
 _ids = itertools.count(1)
 

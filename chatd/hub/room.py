@@ -10,6 +10,7 @@ bus delivered it in.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import trio
@@ -139,6 +140,9 @@ class Room:
         for member in self.members:
             delivered += member.offer(frame)
         self._metrics.messages_delivered.inc(delivered)
+        # created_at is stamped just before the commit; wall clock, as other
+        # instances commit too (their clock skew shows here).
+        self._metrics.fanout_latency.observe(max(0.0, time.time() - message.created_at.timestamp()))
         self._last_id = message.id
 
     def _broadcast_typing(self, signal: Signal) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import trio
 
 from chatd.bus.base import Bus
-from chatd.errors import ChatdError
+from chatd.errors import ChatdError, ShuttingDown
 from chatd.hub.frames import Outgoing, echo_frame, error_frame
 from chatd.hub.member import Member
 from chatd.metrics import Metrics
@@ -33,14 +33,29 @@ class Writer:
         self._metrics = metrics
         self._batch_max = batch_max
         self._send, self._recv = trio.open_memory_channel[Pending](queue_size)
+        self._finished = trio.Event()
 
     async def submit(self, draft: Draft, sender: Member) -> None:
         """Queue a draft; waits only while the writer is a full queue behind."""
         self._metrics.messages_received.inc()
-        await self._send.send((draft, sender))
+        try:
+            await self._send.send((draft, sender))
+        except trio.ClosedResourceError:
+            raise ShuttingDown("the server is restarting; send again after reconnecting") from None
+
+    async def flush(self) -> None:
+        """Take no more drafts, and return once everything queued is committed."""
+        self._send.close()
+        await self._finished.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            await self._write_batches()
+        finally:
+            self._finished.set()
+
+    async def _write_batches(self) -> None:
         async for first in self._recv:
             batch = [first]
             # Whatever queued up while the last batch committed goes in this one.
@@ -52,6 +67,7 @@ class Writer:
             await self._persist(batch)
 
     async def _persist(self, batch: list[Pending]) -> None:
+        started = trio.current_time()
         try:
             outcomes = await self._store.append([draft for draft, _ in batch], datetime.now(UTC))
         except ChatdError as exc:
@@ -59,6 +75,8 @@ class Writer:
             for draft, sender in batch:
                 sender.offer(_send_failed(exc, draft))
             return
+        self._metrics.persist_batch_duration.observe(trio.current_time() - started)
+        self._metrics.persist_batch_size.observe(len(batch))
         fresh = 0
         for (draft, sender), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, ChatdError):

@@ -34,6 +34,8 @@ def ops_routes(service: Service) -> Blueprint:
         # Only the database decides readiness. Every instance shares one Redis:
         # failing them all when it blips would turn "no cross-instance delivery
         # for a while" (which heals itself, gaps refilled) into a total outage.
+        if service.draining.is_set():
+            return {"status": "draining", "checks": checks}, 503
         ready = checks["database"] == "ok"
         degraded = ready and any(value != "ok" for value in checks.values())
         status = "degraded" if degraded else "ready" if ready else "unavailable"

@@ -16,7 +16,7 @@ from quart import Blueprint, websocket
 
 from chatd.auth.access import readable_room
 from chatd.config import Settings
-from chatd.errors import ChatdError
+from chatd.errors import ChatdError, ShuttingDown
 from chatd.hub.frames import Outgoing, error_frame, message_frame, presence_frame
 from chatd.hub.member import Member
 from chatd.model import Draft, Signal
@@ -102,6 +102,8 @@ def ws_routes(service: Service) -> Blueprint:
     @bp.websocket("/ws/rooms/<int:room_id>")
     async def room_socket(room_id: int) -> None:
         # Refusals before accept() become plain HTTP answers (401/403/404).
+        if service.draining.is_set():
+            raise ShuttingDown("this instance is restarting; connect again (another will answer)")
         user_id = authenticate(settings.jwt_secret, websocket.headers, websocket.args)
         rid = room_id_param(room_id)
         await readable_room(store, rid, user_id)
@@ -154,7 +156,7 @@ def ws_routes(service: Service) -> Blueprint:
                         hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
                 else:
                     raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
-            except BadFrame as exc:
+            except ChatdError as exc:  # a bad frame, or the server going away
                 member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
 
     async def _write_frames(
@@ -210,6 +212,5 @@ class _Delivered:
 
 
 def _close_reason(member: Member, last_id: int) -> str:
-    if member.slow:
-        return f"slow consumer; last delivered id {last_id}; resume with ?since={last_id}"
-    return f"{member.close_why}; last delivered id {last_id}"[:120]
+    # At most 123 bytes go in a close frame; the ids keep this well short of it.
+    return f"{member.close_why}; last delivered id {last_id}; resume with ?since={last_id}"
