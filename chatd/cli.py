@@ -13,6 +13,7 @@ import trio
 from chatd.client.commands import COMMANDS as CLIENT_COMMANDS
 from chatd.client.commands import add_client_commands, run_client_command
 from chatd.config import ConfigError, Settings
+from chatd.logs import setup_logging
 from chatd.server import serve
 from chatd.store.migrate import apply_migrations
 from chatd.supervisor import WorkersNeedRedis, supervise
@@ -37,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()  # CHATD_LOG_FORMAT, CHATD_LOG_LEVEL
     logging.getLogger("yoyo").setLevel(logging.WARNING)  # one line per SQL statement otherwise
     try:
         settings = Settings.from_env()

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from chatd.errors import ChatdError
 from chatd.service import Service
+from chatd.transport.context import add_request_context
 from chatd.transport.ops import ops_routes
 from chatd.transport.rest_auth import auth_routes
 from chatd.transport.rest_rooms import room_routes
@@ -27,6 +28,7 @@ def create_app(service: Service) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    add_request_context(app)  # request ids in logs and X-Request-Id
     for blueprint in (ops_routes, auth_routes, room_routes, ws_routes, web_routes):
         app.register_blueprint(blueprint(service))
 

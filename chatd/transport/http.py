@@ -8,6 +8,7 @@ from quart import request
 
 from chatd.auth.tokens import verify_access_token
 from chatd.errors import InvalidJson, NotFound, Unauthorized, ValidationFailed
+from chatd.logs import user_id_var
 from chatd.model import RoomId, UserId
 
 MAX_DB_ID = 2**63 - 1
@@ -39,7 +40,9 @@ def bearer_token(headers: Lookup, args: Lookup) -> str:
 
 
 def authenticate(secret: str, headers: Lookup, args: Lookup) -> UserId:
-    return verify_access_token(bearer_token(headers, args), secret)
+    user_id = verify_access_token(bearer_token(headers, args), secret)
+    user_id_var.set(user_id)  # for the log lines of this request or connection
+    return user_id
 
 
 def query_int(
