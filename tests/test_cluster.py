@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -108,6 +109,16 @@ async def cluster(nursery: trio.Nursery, postgres_database: str, redis: RedisSer
     return Cluster(nursery, postgres_database, redis.url)
 
 
+async def two_instances_one_room(
+    cluster: Cluster,
+) -> tuple[Instance, Instance, Account, Account, dict[str, Any]]:
+    """Instances A and B; ann (logged in on A) owns a room; bob is logged in on B."""
+    a, b = await cluster.start(), await cluster.start()
+    ann, bob = await a.api.signup(), await a.api.signup()
+    room = await a.api.create_room(ann)
+    return a, b, ann, await login_on(b.api, bob), room
+
+
 async def login_on(api: Api, account: Account) -> Account:
     tokens = await api.login(account.email)
     return Account(account.id, account.email, tokens["access_token"], tokens["refresh_token"])
@@ -147,18 +158,15 @@ async def test_every_client_sees_every_instance_in_one_order(cluster: Cluster) -
 
 
 async def test_presence_and_typing_cross_instances(cluster: Cluster) -> None:
-    a, b = await cluster.start(), await cluster.start()
-    ann, bob = await a.api.signup(), await a.api.signup()
-    room = await a.api.create_room(ann)
-    bob_on_b = await login_on(b.api, bob)
+    a, b, ann, bob_on_b, room = await two_instances_one_room(cluster)
     async with b.api.socket(bob_on_b, room["id"]) as bob_ws:
         async with a.api.socket(ann, room["id"]) as ann_ws:
             await bob_ws.expect("presence", user_id=ann.id, status="online")
-            await ann_ws.expect("presence", user_id=bob.id, status="online")
+            await ann_ws.expect("presence", user_id=bob_on_b.id, status="online")
             online = await b.api.http.get(
                 f"/api/v1/rooms/{room['id']}/presence", headers=bob_on_b.headers
             )
-            assert {item["user_id"] for item in online.json()["items"]} == {ann.id, bob.id}
+            assert {item["user_id"] for item in online.json()["items"]} == {ann.id, bob_on_b.id}
             await ann_ws.send_raw('{"type": "typing"}')
             assert await bob_ws.expect("typing") == {"user_id": ann.id}
         await bob_ws.expect("presence", user_id=ann.id, status="offline")
@@ -175,10 +183,7 @@ async def wait_for_redis(instance: Instance) -> None:
 async def test_a_redis_outage_loses_and_duplicates_nothing(
     cluster: Cluster, redis: RedisServer
 ) -> None:
-    a, b = await cluster.start(), await cluster.start()
-    ann, bob = await a.api.signup(), await a.api.signup()
-    room = await a.api.create_room(ann)
-    bob_on_b = await login_on(b.api, bob)
+    a, b, ann, bob_on_b, room = await two_instances_one_room(cluster)
     sends = 5
     total = 2 * sends + 2 * sends + sends
     async with a.api.socket(ann, room["id"]) as on_a, b.api.socket(bob_on_b, room["id"]) as on_b:
@@ -215,10 +220,7 @@ async def test_a_redis_outage_loses_and_duplicates_nothing(
 async def test_users_of_a_killed_instance_resume_elsewhere_and_go_offline(
     cluster: Cluster,
 ) -> None:
-    a, b = await cluster.start(), await cluster.start()
-    ann, bob = await a.api.signup(), await a.api.signup()
-    room = await a.api.create_room(ann)
-    bob_on_b = await login_on(b.api, bob)
+    a, b, ann, bob_on_b, room = await two_instances_one_room(cluster)
     async with b.api.socket(bob_on_b, room["id"]) as bob_ws:
         async with a.api.socket(ann, room["id"]) as ann_ws:
             await bob_ws.expect("presence", user_id=ann.id, status="online")
@@ -251,10 +253,7 @@ async def cache_counts(instance: Instance) -> tuple[float, float]:
 async def test_recent_history_comes_from_the_cache_only_when_it_is_complete(
     cluster: Cluster, redis: RedisServer
 ) -> None:
-    a, b = await cluster.start(), await cluster.start()
-    ann, bob = await a.api.signup(), await a.api.signup()
-    room = await a.api.create_room(ann)
-    bob_on_b = await login_on(b.api, bob)
+    a, b, ann, bob_on_b, room = await two_instances_one_room(cluster)
     async with b.api.socket(bob_on_b, room["id"]) as watcher:  # the room is active on B
         async with a.api.socket(ann, room["id"]) as ws:
             for i in range(6):
