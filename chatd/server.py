@@ -17,7 +17,7 @@ from chatd.transport.app import create_app
 log = logging.getLogger(__name__)
 
 # Frames between max_frame_bytes and this get an error frame; past it the socket closes.
-HARD_FRAME_LIMIT = 1024 * 1024
+HARD_FRAME_LIMIT = 4 * 1024 * 1024
 
 
 def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Config:

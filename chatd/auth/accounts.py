@@ -28,7 +28,7 @@ _EMAIL = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.
 def normalize_email(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationFailed("email is required")
-    email = raw.strip().lower()
+    email = raw.strip()  # kept as typed; the store compares case-insensitively
     if len(email) > MAX_EMAIL_CHARS or not _EMAIL.match(email):
         raise ValidationFailed("email is not a valid address")
     return email
@@ -70,7 +70,7 @@ class Accounts:
     async def login(self, email: object, password: object) -> TokenPair:
         if not isinstance(email, str) or not isinstance(password, str):
             raise ValidationFailed("email and password are required")
-        found = await self._store.credentials(email.strip().lower())
+        found = await self._store.credentials(email)
         if found is None:
             # Spend the same time as a real check so timing does not reveal who exists.
             await check_password(password, await self._dummy())

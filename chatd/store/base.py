@@ -24,7 +24,7 @@ class Store(Protocol):
     async def create_user(self, email: str, password_hash: str) -> User: ...
     async def user_by_id(self, user_id: UserId) -> User | None: ...
     async def credentials(self, email: str) -> tuple[User, str] | None:
-        """The user with this email and their password hash."""
+        """The user with this email (in any case) and their password hash."""
 
     async def add_refresh_token(
         self, user_id: UserId, token_hash: str, family: str, expires_at: datetime

@@ -126,8 +126,8 @@ class SqlStore:
     async def create_user(self, email: str, password_hash: str) -> User:
         def create(cur: _SqlCursor) -> User:
             row = cur.one(
-                "INSERT INTO users (email, password_hash) VALUES (?, ?) RETURNING id",
-                (email, password_hash),
+                "INSERT INTO users (email, email_key, password_hash) VALUES (?, ?, ?) RETURNING id",
+                (email, email_key(email), password_hash),
             )
             return User(id=UserId(row[0]), email=email)
 
@@ -142,7 +142,10 @@ class SqlStore:
 
     async def credentials(self, email: str) -> tuple[User, str] | None:
         def find(cur: _SqlCursor) -> tuple[User, str] | None:
-            row = cur.one("SELECT id, email, password_hash FROM users WHERE email = ?", (email,))
+            row = cur.one(
+                "SELECT id, email, password_hash FROM users WHERE email_key = ?",
+                (email_key(email),),
+            )
             return None if row is None else (User(id=UserId(row[0]), email=row[1]), row[2])
 
         return await self._run(find)
@@ -406,6 +409,11 @@ class _SqlCursor:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._cur.execute(self._translate(sql), params)
         return list(self._cur.fetchall())
+
+
+def email_key(email: str) -> str:
+    """What makes two addresses the same account: case does not."""
+    return email.strip().casefold()
 
 
 def _conflict_message(exc: Exception) -> str:

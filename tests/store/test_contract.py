@@ -26,12 +26,14 @@ def draft(room: RoomId, user: UserId, text: str, client_id: str | None = None) -
     return Draft(room, user, text, client_id)
 
 
-async def test_emails_are_unique(store: Store) -> None:
-    await make_user(store, "ann@example.com")
-    with pytest.raises(Conflict):
-        await make_user(store, "ann@example.com")
-    found = await store.credentials("ann@example.com")
+async def test_emails_are_unique_whatever_their_case(store: Store) -> None:
+    await make_user(store, "Ann@Example.com")
+    for again in ("Ann@Example.com", "ann@example.com", "ANN@EXAMPLE.COM"):
+        with pytest.raises(Conflict):
+            await make_user(store, again)
+    found = await store.credentials("aNN@example.COM")
     assert found is not None and found[1] == "$2b$hash"
+    assert found[0].email == "Ann@Example.com"  # kept as typed
 
 
 async def test_refresh_tokens_are_single_use_and_replay_revokes_the_family(store: Store) -> None:

@@ -34,9 +34,9 @@ async def test_register_login_and_me(api: Api) -> None:
     )
     assert reply.status_code == 201
     user = reply.json()
-    assert user == {"id": user["id"], "email": "ann@example.com"}
+    assert user == {"id": user["id"], "email": "Ann@Example.com"}  # as typed
 
-    tokens = await api.login("ann@example.com")
+    tokens = await api.login("ann@example.com")  # any case logs in
     assert tokens["token_type"] == "bearer"
     assert 0 < tokens["expires_in"] <= 3600
     assert tokens["refresh_token"] and tokens["access_token"].count(".") == 2
