@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("chatd_request_id", default=None)
@@ -98,6 +99,13 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(ids)}]{newline}{rest}"
 
 
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("chatd").critical("uncaught exception: exiting", exc_info=(kind, exc, tb))
+
+
 def rfc3339(timestamp: float) -> str:
     """2026-01-31T12:34:56.789Z"""
     moment = datetime.fromtimestamp(timestamp, UTC)
@@ -137,6 +145,8 @@ def setup_logging(env: Mapping[str, str] | None = None, stream: TextIO | None = 
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn() output too, as log lines
+    sys.excepthook = _log_uncaught  # and a crash's traceback
     # A bad setting is no reason not to start: say so, and carry on with the default.
     for problem in problems:
         logging.getLogger(__name__).warning("%s; using the default", problem)

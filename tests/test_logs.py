@@ -178,6 +178,20 @@ async def test_text_format_is_not_json(tmp_path: Path) -> None:
     assert any("GET /api/v1/nowhere 404 [request_id=text-1]" in line for line in chatd.lines)
 
 
+async def test_a_crash_is_logged_as_json_too(tmp_path: Path) -> None:
+    url = "postgresql://nobody:db-password-9e1d@127.0.0.1:1/x"  # nothing listens on port 1
+    env = {"CHATD_LOG_FORMAT": "json", "CHATD_DATABASE_URL": url}
+    process = _spawn(tmp_path, env)
+    with trio.fail_after(30):
+        output, _ = await trio.to_thread.run_sync(process.communicate)
+    assert process.returncode == 1
+    entries = parse(output.splitlines())
+    crash = entries[-1]
+    assert crash["level"] == "CRITICAL" and "OperationalError" in crash["exc"]
+    assert "Traceback" in crash["exc"]
+    assert "db-password-9e1d" not in output
+
+
 def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
     exc_info = None
     if exc:
