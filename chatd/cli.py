@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import trio
 
+from chatd.bench import bench
 from chatd.client.commands import COMMANDS as CLIENT_COMMANDS
 from chatd.client.commands import add_client_commands, run_client_command
 from chatd.config import ConfigError, Settings
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve_cmd.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)  # set by --workers
     commands.add_parser("migrate", help="apply pending database migrations and exit")
+    bench_cmd = commands.add_parser(
+        "bench", help="load-test a chatd started on loopback (uses CHATD_* settings; never :8080)"
+    )
+    bench_cmd.add_argument("--clients", type=int, default=50, help="sockets in one room")
+    bench_cmd.add_argument("--messages", type=int, default=40, help="messages each client sends")
+    bench_cmd.add_argument("--runs", type=int, default=3, help="repetitions (medians are printed)")
     add_client_commands(commands)
     args = parser.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
@@ -45,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return 2
+
+    if args.command == "bench":
+        bench(settings, args.clients, args.messages, args.runs)
+        return 0
 
     if args.command == "migrate":
         applied = apply_migrations(settings.database_url)

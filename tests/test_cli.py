@@ -99,3 +99,12 @@ def test_the_wheel_carries_the_migrations(tmp_path: Path) -> None:
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     assert found == str(unpacked / "chatd" / "schema" / "sqlite")
+
+
+def test_bench_runs_a_small_load_and_prints_figures(tmp_path: Path) -> None:
+    env = {"CHATD_DATABASE_URL": f"sqlite:///{tmp_path / 'bench.db'}"}
+    proc = chatd("bench", "--clients", "3", "--messages", "4", "--runs", "1", cwd=tmp_path, env=env)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, output
+    for figure in ("committed_per_s", "deliveries_per_s", "latency_median_ms", "latency_p99_ms"):
+        assert re.search(rf"{figure}\s+median\s+[0-9.]+", output), output
