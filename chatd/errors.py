@@ -57,3 +57,7 @@ class StoreUnavailable(ChatdError):
 
 class ShuttingDown(ChatdError):
     code, status = "shutting_down", 503
+
+
+class PresenceUnavailable(ChatdError):
+    code, status = "presence_unavailable", 503

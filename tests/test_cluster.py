@@ -205,6 +205,11 @@ async def test_a_redis_outage_loses_and_duplicates_nothing(
             await trio.to_thread.run_sync(redis.stop)
             degraded = (await a.api.http.get("/readyz")).json()
             assert degraded["status"] == "degraded" and degraded["checks"]["redis"] != "ok"
+            presence = await a.api.http.get(
+                f"/api/v1/rooms/{room['id']}/presence", headers=ann.headers
+            )
+            assert presence.status_code == 503
+            assert presence.json()["error"]["code"] == "presence_unavailable"
             await send_both("during")  # each instance still serves its own clients
             await trio.to_thread.run_sync(redis.start)
             await wait_for_redis(a)

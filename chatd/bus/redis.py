@@ -193,7 +193,9 @@ class RedisBus:
                 await pubsub.subscribe(*(self.channel(r) for r in new))
             subscribed.clear()
             subscribed.update(wanted)
-            self._mark_subscribed(new)
+            # All of them, not just the new: a room left and joined again between two
+            # passes never left Redis, and its joiner is waiting to hear so.
+            self._mark_subscribed(wanted)
 
     def _mark_subscribed(self, rooms: set[RoomId]) -> None:
         for room_id in rooms:

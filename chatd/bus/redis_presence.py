@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from coredis.exceptions import RedisError
+
+from chatd.errors import PresenceUnavailable
 from chatd.model import RoomId, UserId
 
 
@@ -38,7 +41,11 @@ class RedisPresence:
 
     async def online(self, room_id: RoomId, now: float) -> set[UserId]:
         key = self.key(room_id)
-        async with self._client().pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, 0, now)  # crashed instances' leftovers
-            alive = pipe.zrangebyscore(key, now, float("inf"))
-        return {UserId(int(member.split(":", 1)[0])) for member in await alive}
+        try:
+            async with self._client().pipeline(transaction=False) as pipe:
+                pipe.zremrangebyscore(key, 0, now)  # crashed instances' leftovers
+                alive = pipe.zrangebyscore(key, now, float("inf"))
+            members = await alive
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise PresenceUnavailable("presence is unavailable while Redis is away") from exc
+        return {UserId(int(member.split(":", 1)[0])) for member in members}
