@@ -49,7 +49,6 @@ class Settings:
     replay_cap: int = 1000
     max_frame_bytes: int = 64 * 1024
     max_text_chars: int = 4000
-    send_timeout_s: float = 10.0
     # SIGTERM to exit, all in: below Kubernetes' 30 s grace period with a 5 s preStop.
     drain_timeout_s: float = 20.0
     drain_batch: int = 200  # sockets closed (1012) per step, so clients reconnect spread out
