@@ -73,8 +73,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_database"))
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings_for(database_url: str) -> Settings:
+    """A server on a free loopback port, with a fixed secret and cheap password hashing."""
     return Settings(
         host="127.0.0.1",
         port=0,
@@ -82,6 +82,11 @@ def settings(database_url: str) -> Settings:
         jwt_secret="test-secret-that-is-long-enough-for-hs256",
         bcrypt_rounds=4,  # the minimum: the suite hashes hundreds of passwords
     )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import trio
 
 from chatd.config import Settings
 from chatd.server import serve
-from tests.conftest import skip_or_fail
+from tests.conftest import settings_for, skip_or_fail
 
 T = TypeVar("T")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
@@ -152,13 +152,7 @@ class BackgroundServer:
 
 @pytest.fixture
 def web_settings(sqlite_database: str) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        database_url=sqlite_database,
-        jwt_secret="test-secret-that-is-long-enough-for-hs256",
-        bcrypt_rounds=4,
-    )
+    return settings_for(sqlite_database)
 
 
 @pytest.fixture
