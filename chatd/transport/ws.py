@@ -16,9 +16,10 @@ from quart import Blueprint, websocket
 
 from chatd.auth.access import readable_room
 from chatd.config import Settings
-from chatd.errors import ChatdError, ShuttingDown
+from chatd.errors import ChatdError, ShuttingDown, StoreUnavailable
 from chatd.hub.frames import Outgoing, error_frame, message_frame, presence_frame
 from chatd.hub.member import Member
+from chatd.hub.room import RESYNC
 from chatd.model import Draft, Signal
 from chatd.service import Service
 from chatd.transport.http import authenticate, query_int, room_id_param
@@ -164,7 +165,11 @@ def ws_routes(service: Service) -> Blueprint:
     ) -> None:
         try:
             if since is not None:
-                await _replay(member, sent.last_id, sent)
+                try:
+                    await _replay(member, sent.last_id, sent)
+                except StoreUnavailable:
+                    member.kick(RESYNC, "history unavailable")  # the client retries later
+                    return
             async for frame in member.outbox:
                 if member.close_code is not None:
                     break
