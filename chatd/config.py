@@ -31,7 +31,6 @@ class Settings:
     presence_ttl_s: float = 30.0
     typing_interval_s: float = 2.0
     jwt_secret: str = ""
-    jwt_secret_generated: bool = False
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     bcrypt_rounds: int = 12
@@ -62,7 +61,7 @@ class Settings:
         values: dict[str, Any] = {}
         for name, field in cls.__dataclass_fields__.items():
             key = f"CHATD_{name.upper()}"
-            if name == "jwt_secret_generated" or key not in env:
+            if key not in env:
                 continue
             raw = env[key]
             kind = field.type
@@ -87,7 +86,7 @@ class Settings:
             "CHATD_JWT_SECRET is not set: using a random secret; "
             "tokens will not survive a restart and instances will not accept each other's"
         )
-        return replace(self, jwt_secret=secrets.token_urlsafe(48), jwt_secret_generated=True)
+        return replace(self, jwt_secret=secrets.token_urlsafe(48))
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -19,10 +19,6 @@ class ChatdError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
-class BadRequest(ChatdError):
-    code, status = "bad_request", 400
-
-
 class InvalidJson(ChatdError):
     code, status = "invalid_json", 400
 
@@ -45,10 +41,6 @@ class NotFound(ChatdError):
 
 class Conflict(ChatdError):
     code, status = "conflict", 409
-
-
-class PayloadTooLarge(ChatdError):
-    code, status = "payload_too_large", 413
 
 
 class StoreUnavailable(ChatdError):

@@ -55,7 +55,3 @@ class Member:
             self.close_code = code
             self.close_why = why
             self._outbox_send.close()
-
-    @property
-    def slow(self) -> bool:
-        return self.close_code == SLOW_CONSUMER
