@@ -138,6 +138,12 @@ class Socket:
             payload["client_id"] = client_id
         await self.ws.send_message(json.dumps({"type": "message", "payload": payload}))
 
+    async def send_many(self, count: int) -> list[dict[str, Any]]:
+        """Send "m0", "m1", ... and return their echoes: all committed when this returns."""
+        for i in range(count):
+            await self.send(f"m{i}")
+        return await self.messages(count)
+
     async def send_raw(self, frame: str | bytes) -> None:
         await self.ws.send_message(frame)
 

@@ -204,7 +204,8 @@ async def test_a_redis_outage_loses_and_duplicates_nothing(
             await send_both("before")
             await trio.to_thread.run_sync(redis.stop)
             degraded = (await a.api.http.get("/readyz")).json()
-            assert degraded["status"] == "degraded" and degraded["checks"]["redis"] != "ok"
+            assert degraded["status"] == "degraded"
+            assert "connect" in degraded["checks"]["redis"].lower()  # a reason a person can read
             presence = await a.api.http.get(
                 f"/api/v1/rooms/{room['id']}/presence", headers=ann.headers
             )
@@ -261,9 +262,7 @@ async def test_recent_history_comes_from_the_cache_only_when_it_is_complete(
     a, b, ann, bob_on_b, room = await two_instances_one_room(cluster)
     async with b.api.socket(bob_on_b, room["id"]) as watcher:  # the room is active on B
         async with a.api.socket(ann, room["id"]) as ws:
-            for i in range(6):
-                await ws.send(f"m{i}")
-            sent = await ws.messages(6)
+            sent = await ws.send_many(6)
         assert await watcher.messages(6) == sent
 
         hits, misses = await cache_counts(b)

@@ -33,10 +33,15 @@ class RecentCache:
     def key(self, room_id: RoomId) -> str:
         return f"{self._prefix}recent:{room_id}"
 
-    def add(self, pipe: Any, message: Message) -> None:
+    @staticmethod
+    def encode(message: Message) -> str:
+        """The message as the cache stores it (and the bus carries it). Deterministic,
+        so a publication retried after a fault does not add a second member."""
+        return json.dumps(message.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+    def add(self, pipe: Any, message: Message, encoded: str) -> None:
         key = self.key(message.room_id)
-        member = json.dumps(message.to_json(), ensure_ascii=False, sort_keys=True)
-        pipe.zadd(key, {member: message.id})
+        pipe.zadd(key, {encoded: message.id})
         pipe.zremrangebyrank(key, 0, -(self._size + 1))
         pipe.expire(key, TTL_S)
 

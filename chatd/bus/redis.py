@@ -41,6 +41,13 @@ CONNECT_TIMEOUT_S = 2.0
 FAULTS = (RedisError, OSError, TimeoutError, trio.BrokenResourceError)
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups, for a readable reason."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def backoff_s(attempt: int, cap_s: float) -> float:
     """Capped exponential backoff with full jitter: 0.1 s, 0.2 s, ... up to cap_s."""
     return random.uniform(0, min(cap_s, 0.1 * 2 ** min(attempt, 20)))
@@ -125,12 +132,14 @@ class RedisBus:
     def _resync_channel(self) -> str:
         return f"{self._prefix}resync"
 
-    def _encode(self, event: Message | Signal) -> str:
-        if isinstance(event, Message):
-            return json.dumps({"o": self._instance, "m": event.to_json()}, ensure_ascii=False)
+    def _encode_signal(self, signal: Signal) -> str:
         return json.dumps(
-            {"o": self._instance, "s": event.kind, "r": event.room_id, "u": event.user_id}
+            {"o": self._instance, "s": signal.kind, "r": signal.room_id, "u": signal.user_id}
         )
+
+    def _encode_message(self, message_json: str) -> str:
+        # The message's JSON is made once (recent.encode) and spliced in, not re-encoded.
+        return f'{{"o":{json.dumps(self._instance)},"m":{message_json}}}'
 
     def _decode(self, raw: str) -> Message | Signal | None:
         body = json.loads(raw)
@@ -177,7 +186,7 @@ class RedisBus:
                             self._deliver(raw)
                     raise ConnectionError("the subscription ended")
             except* FAULTS as group:
-                self._set_disconnected(group.exceptions[0])
+                self._set_disconnected(_root_cause(group))
             attempt += 1
             await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
 
@@ -230,7 +239,7 @@ class RedisBus:
                     attempt = 0
                     break
                 except* FAULTS as group:
-                    self._set_disconnected(group.exceptions[0])
+                    self._set_disconnected(_root_cause(group))
                 attempt += 1
                 await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
             await self._announce_dropped(client)
@@ -240,8 +249,12 @@ class RedisBus:
         async with client.pipeline(transaction=False) as pipe:
             for event in batch:
                 if isinstance(event, Message):
-                    self.recent.add(pipe, event)  # cached before anyone can be told of it
-                pipe.publish(self.channel(event.room_id), self._encode(event))
+                    message_json = self.recent.encode(event)
+                    self.recent.add(pipe, event, message_json)  # cached before it is announced
+                    payload = self._encode_message(message_json)
+                else:
+                    payload = self._encode_signal(event)
+                pipe.publish(self.channel(event.room_id), payload)
         self._metrics.bus_publish_duration.observe(trio.current_time() - started)
 
     async def _announce_dropped(self, client: coredis.Redis[str]) -> None:

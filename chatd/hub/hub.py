@@ -58,8 +58,7 @@ class Hub:
 
     def announce_presence(self, room_id: RoomId) -> None:
         """Ask every instance to look at this room's presence again (never waits)."""
-        assert self._bus is not None
-        self._bus.publish_nowait(Signal(room_id, "presence"))
+        self.signal_nowait(Signal(room_id, "presence"))
 
     def typing_allowed(self, member: Member, now: float, interval_s: float) -> bool:
         room = self._rooms.get(member.room_id)

@@ -48,17 +48,13 @@ def create_app(service: Service) -> QuartTrio:
         log.exception("unhandled error")
         return ChatdError("something went wrong on our side").as_body(), 500
 
-    @app.before_request
-    async def start_clock() -> None:
-        g.started_at = time.perf_counter()
-
     @app.after_request
     async def count(response: Response) -> Response:
         # The route template, not the path: one series per route, not per room id.
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         metrics = service.metrics
         metrics.http_requests.labels(rule, request.method, str(response.status_code)).inc()
-        started_at = g.get("started_at")
+        started_at = g.get("started_at")  # set by the request context (context.py)
         if started_at is not None:
             elapsed = time.perf_counter() - started_at
             metrics.http_request_duration.labels(rule, request.method).observe(elapsed)

@@ -43,14 +43,14 @@ def add_request_context(app: Quart) -> None:
     @app.before_request
     async def start_request() -> None:
         request_id_var.set(clean_request_id(request.headers.get(HEADER)))
-        g.log_started_at = time.perf_counter()
+        g.started_at = time.perf_counter()
 
     @app.after_request
     async def finish_request(response: Response) -> Response:
         request_id = request_id_var.get()
         if request_id is not None:
             response.headers[HEADER] = request_id
-        started_at = g.get("log_started_at")
+        started_at = g.get("started_at")
         elapsed_ms = (time.perf_counter() - started_at) * 1000 if started_at else None
         # Never the query string: it may hold a token.
         path = _printable(request.path)
@@ -72,7 +72,7 @@ def add_request_context(app: Quart) -> None:
     @app.before_websocket
     async def start_websocket() -> None:
         request_id_var.set(clean_request_id(websocket.headers.get(HEADER)))
-        g.log_started_at = time.perf_counter()
+        g.started_at = time.perf_counter()
         log.info("websocket %s: opening", _printable(websocket.path))
 
     @app.after_websocket
@@ -93,6 +93,6 @@ def add_request_context(app: Quart) -> None:
         if refused is not None:
             log.info("websocket %s: refused %s", path, refused)
             return
-        started_at = g.get("log_started_at")
+        started_at = g.get("started_at")
         elapsed_s = time.perf_counter() - started_at if started_at else 0.0
         log.info("websocket %s: closed after %.1f s", path, elapsed_s)

@@ -140,9 +140,7 @@ async def test_history_pages_back_once_with_no_duplicate(api: Api) -> None:
     ann = await api.signup()
     room = await api.create_room(ann)
     async with api.socket(ann, room["id"]) as ws:
-        for i in range(23):
-            await ws.send(f"m{i}")
-        await ws.messages(23)
+        await ws.send_many(23)
     newest = await api.history(ann, room["id"], limit=10)
     assert [m["id"] for m in newest["items"]] == list(range(14, 24))
     assert newest["next"] == 14
@@ -165,9 +163,7 @@ async def test_since_replays_the_gap_then_goes_live(api: Api) -> None:
     ann, bob = await api.signup(), await api.signup()
     room = await api.create_room(ann)
     async with api.socket(ann, room["id"]) as ws:
-        for i in range(5):
-            await ws.send(f"m{i}")
-        await ws.messages(5)
+        await ws.send_many(5)
         async with api.socket(bob, room["id"], since=2) as late:
             assert [m["id"] for m in await late.messages(3)] == [3, 4, 5]
             await ws.send("live")
@@ -216,9 +212,7 @@ async def test_resume_past_the_replay_cap_asks_for_rest_paging(
     ann = await api.signup()
     room = await api.create_room(ann)
     async with api.socket(ann, room["id"]) as ws:
-        for i in range(8):
-            await ws.send(f"m{i}")
-        await ws.messages(8)
+        await ws.send_many(8)
     async with api.socket(ann, room["id"], since=1) as ws:
         error = await ws.error()
         assert error["code"] == "replay_too_large" and "/messages" in error["message"]
