@@ -7,17 +7,17 @@ import signal
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 
 from chatd.config import Settings
 from chatd.drain import HTTP_GRACE_S, drain
+from chatd.memory import settle_collector
 from chatd.service import open_service
+from chatd.transport import frontdoor
 from chatd.transport.app import create_app
+from chatd.transport.websocket.flusher import Flusher
+from chatd.transport.ws import RoomSockets
 
 log = logging.getLogger(__name__)
-
-# Frames between max_frame_bytes and this get an error frame; past it the socket closes.
-HARD_FRAME_LIMIT = 4 * 1024 * 1024
 
 
 def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Config:
@@ -26,7 +26,6 @@ def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Confi
     config.bind = [
         f"fd://{inherit_fd}" if inherit_fd is not None else f"{settings.host}:{settings.port}"
     ]
-    config.websocket_max_message_size = max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 2)
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = HTTP_GRACE_S  # after our own drain, for in-flight requests
@@ -50,19 +49,25 @@ async def serve(
     """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
     async with open_service(settings) as service, trio.open_nursery() as nursery:
         app = create_app(service)
+        flusher = Flusher()
+        await nursery.start(flusher.run)
 
         async def drain_on_signal() -> None:
             await until_signalled()
-            await drain(service)  # then Hypercorn stops listening and finishes requests
+            await drain(service)  # then the server stops listening and finishes requests
 
-        binds: list[str] = await nursery.start(
-            lambda task_status: hypercorn_serve(
+        async def listen(task_status: trio.TaskStatus[list[str]]) -> None:
+            await frontdoor.serve(
                 app,
                 hypercorn_config(settings, inherit_fd),
+                RoomSockets(service, flusher),
                 shutdown_trigger=drain_on_signal if shutdown_on_signal else None,
                 task_status=task_status,
             )
-        )
+            nursery.cancel_scope.cancel()  # the server has shut down: so does the Flusher
+
+        binds: list[str] = await nursery.start(listen)
+        settle_collector()  # everything made so far lives as long as the process
         log.info("chatd listening on %s (database: %s)", binds[0], _dialect(settings))
         task_status.started(binds[0])
 

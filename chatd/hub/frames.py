@@ -1,24 +1,63 @@
-"""Server-to-client WebSocket frames, encoded once and shared by every recipient."""
+"""Server-to-client WebSocket frames, encoded once and shared by every recipient.
+
+A room message goes to every member as the same bytes: its JSON is made
+once, and so is its whole WebSocket frame (server frames are unmasked, so
+the header and payload are the same for everyone). A member's writer then
+only joins the frames it has queued and writes them with one send.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import struct
 from typing import Any
 
 from chatd.model import Message
 
+_TEXT = 0x81  # FIN + text opcode
 
-@dataclass(frozen=True, slots=True)
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", _TEXT, 126, size) + payload
+    return struct.pack("!BBQ", _TEXT, 127, size) + payload
+
+
 class Outgoing:
-    """An encoded frame; `message_id` is set for room messages (used to skip duplicates)."""
+    """An encoded event; `message_id` is set for room messages (used to skip duplicates).
 
-    text: str
-    message_id: int | None = None
+    A plain class with slots rather than a dataclass: one is made per event
+    and then shared, so it should be as small and cheap as it can be.
+    """
+
+    __slots__ = ("_frame", "message_id", "payload")
+
+    def __init__(self, payload: bytes, message_id: int | None = None) -> None:
+        self.payload = payload  # the event's JSON, UTF-8
+        self.message_id = message_id
+        self._frame: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    @property
+    def frame(self) -> bytes:
+        """The whole WebSocket frame, made by the first recipient's writer, reused by the rest."""
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = text_frame(self.payload)
+        return frame
 
 
-def _encode(kind: str, payload: dict[str, Any]) -> str:
-    return json.dumps({"type": kind, "payload": payload}, ensure_ascii=False, separators=(",", ":"))
+def _encode(kind: str, payload: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"type": kind, "payload": payload}, ensure_ascii=False, separators=(",", ":")
+    ).encode()
 
 
 def message_frame(message: Message) -> Outgoing:
@@ -40,3 +79,6 @@ def presence_frame(user_id: int, status: str) -> Outgoing:
 
 def error_frame(code: str, text: str, **extra: Any) -> Outgoing:
     return Outgoing(_encode("error", {"code": code, "message": text, **extra}))
+
+
+PONG = Outgoing(_encode("pong", {}))

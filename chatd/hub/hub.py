@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import trio
 
@@ -73,21 +71,24 @@ class Hub:
         assert self._bus is not None
         self._bus.publish_nowait(signal)
 
-    @asynccontextmanager
-    async def joined(self, member: Member) -> AsyncIterator[int]:
-        """Member of its room for the duration: it receives every message after the
-        id this yields (the room's last delivered one when the member joined)."""
+    async def join(self, member: Member) -> int:
+        """Make the member one of its room's until leave(): it receives every message
+        after the id returned (the room's last delivered one when the member joined)."""
         room = await self._activate(member.room_id)
         room.members.add(member)
         assert self.presence is not None
         self.presence.joined(member.room_id, member.user_id)
-        try:
-            yield room.last_id
-        finally:
-            room.members.discard(member)
-            self.presence.left(member.room_id, member.user_id)
-            if not room.members and self._rooms.get(room.room_id) is room:
-                self._deactivate(room)
+        return room.last_id
+
+    def leave(self, member: Member) -> None:
+        room = self._rooms.get(member.room_id)
+        if room is None or member not in room.members:
+            return
+        room.members.discard(member)
+        assert self.presence is not None
+        self.presence.left(member.room_id, member.user_id)
+        if not room.members:
+            self._deactivate(room)
 
     def close_room(self, room_id: RoomId, why: str) -> None:
         """The room is gone: end every local connection to it."""

@@ -83,20 +83,28 @@ class Room:
             self._last_id = await self._store.last_message_id(self.room_id)
             task_status.started()
             async for event in self._inbox_recv:
-                if isinstance(event, Message):
-                    await self._deliver_in_order(event)
-                elif event.kind == "typing":
-                    self._broadcast_typing(event)
-                elif event.kind == "presence":
-                    self._on_presence(self.room_id)
-                else:
-                    self._refill_needed = True
-                if self._refill_needed and self._inbox_is_empty():
+                await self._handle(event)
+                # Whatever else is queued goes out before the socket writers run
+                # (no checkpoint in between), so each writes it all in one send.
+                while True:
+                    try:
+                        event = self._inbox_recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    await self._handle(event)
+                if self._refill_needed:
                     self._refill_needed = False
                     await self._refill()
 
-    def _inbox_is_empty(self) -> bool:
-        return self._inbox_recv.statistics().current_buffer_used == 0
+    async def _handle(self, event: Message | Signal) -> None:
+        if isinstance(event, Message):
+            await self._deliver_in_order(event)
+        elif event.kind == "typing":
+            self._broadcast_typing(event)
+        elif event.kind == "presence":
+            self._on_presence(self.room_id)
+        else:
+            self._refill_needed = True
 
     async def _deliver_in_order(self, message: Message) -> None:
         if message.id <= self._last_id:

@@ -16,7 +16,6 @@ from chatd.transport.ops import ops_routes
 from chatd.transport.rest_auth import auth_routes
 from chatd.transport.rest_rooms import room_routes
 from chatd.transport.web import web_routes
-from chatd.transport.ws import ws_routes
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def create_app(service: Service) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     add_request_context(app)  # request ids in logs and X-Request-Id
-    for blueprint in (ops_routes, auth_routes, room_routes, ws_routes, web_routes):
+    for blueprint in (ops_routes, auth_routes, room_routes, web_routes):
         app.register_blueprint(blueprint(service))
 
     @app.errorhandler(ChatdError)

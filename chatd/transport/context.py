@@ -1,9 +1,10 @@
 """Request ids: one per HTTP request and per WebSocket connection, in every log line.
 
 The id comes from the client's X-Request-Id when it sends one (cleaned up,
-at most 64 characters), else it is made up here; REST answers carry it back
-in X-Request-Id. Each request and each connection is handled in a task of
-its own, so setting the context variable here never reaches another one.
+at most 64 characters), else it is made up here; REST answers and WebSocket
+handshakes carry it back in X-Request-Id (transport/ws.py does the latter).
+Each request and each connection is handled in a task of its own, so
+setting the context variable here never reaches another one.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import re
 import time
 import uuid
 
-from quart import Quart, Response, g, request, websocket
-from quart.typing import ResponseTypes
+from quart import Quart, Response, g, request
 
 from chatd.logs import request_id_var
 
@@ -34,7 +34,7 @@ def clean_request_id(raw: str | None) -> str:
     return cleaned or uuid.uuid4().hex
 
 
-def _printable(path: str) -> str:
+def printable(path: str) -> str:
     # The path is the client's: keep it to one short line of text.
     return "".join(c if c.isprintable() else "?" for c in path[:MAX_LOGGED_PATH_CHARS])
 
@@ -53,7 +53,7 @@ def add_request_context(app: Quart) -> None:
         started_at = g.get("started_at")
         elapsed_ms = (time.perf_counter() - started_at) * 1000 if started_at else None
         # Never the query string: it may hold a token.
-        path = _printable(request.path)
+        path = printable(request.path)
         log.log(
             logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
             "%s %s %s",
@@ -68,31 +68,3 @@ def add_request_context(app: Quart) -> None:
             },
         )
         return response
-
-    @app.before_websocket
-    async def start_websocket() -> None:
-        request_id_var.set(clean_request_id(websocket.headers.get(HEADER)))
-        g.started_at = time.perf_counter()
-        log.info("websocket %s: opening", _printable(websocket.path))
-
-    @app.after_websocket
-    async def refused_websocket(response: ResponseTypes | None) -> ResponseTypes | None:
-        # A response here is a refused handshake (401, 403, 404), sent as plain HTTP.
-        request_id = request_id_var.get()
-        if response is not None and request_id is not None:
-            response.headers[HEADER] = request_id
-        g.log_refused = response.status_code if response is not None else None
-        return response
-
-    @app.teardown_websocket
-    async def end_websocket(exc: BaseException | None) -> None:
-        # Also runs when the client went away and the handler was cancelled
-        # (after_websocket does not); no checkpoint here, so it completes.
-        path = _printable(websocket.path)
-        refused = g.get("log_refused")
-        if refused is not None:
-            log.info("websocket %s: refused %s", path, refused)
-            return
-        started_at = g.get("started_at")
-        elapsed_s = time.perf_counter() - started_at if started_at else 0.0
-        log.info("websocket %s: closed after %.1f s", path, elapsed_s)

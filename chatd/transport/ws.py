@@ -1,33 +1,49 @@
 """/ws/rooms/{id}: a live room over WebSocket.
 
-A connection is two sibling tasks: one reads frames and hands drafts to the
-writer; one replays history after ?since= and then drains the outbox. The
-one that finishes first cancels the other.
+A connection is one task: it checks the handshake (refusals are plain HTTP
+401/403/404), joins the room before completing it, replays history after
+?since=, then reads frames and hands drafts to the writer. What the room
+sends it is written by the Flusher (see transport/websocket/), coalesced.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import socket
+import time
+from contextlib import suppress
 from typing import Any
 
 import trio
-from quart import Blueprint, websocket
 
 from chatd.auth.access import readable_room
 from chatd.config import Settings
-from chatd.errors import ChatdError, ShuttingDown, StoreUnavailable
-from chatd.hub.frames import Outgoing, error_frame, message_frame, presence_frame
-from chatd.hub.member import Member
+from chatd.errors import ChatdError, NotFound, ShuttingDown, StoreUnavailable
+from chatd.hub.frames import PONG, error_frame, message_frame, presence_frame
+from chatd.hub.member import SLOW_CONSUMER, Member
 from chatd.hub.room import RESYNC
+from chatd.logs import request_id_var
 from chatd.model import Draft, Signal
 from chatd.service import Service
+from chatd.transport.context import HEADER, clean_request_id, printable
 from chatd.transport.http import authenticate, query_int, room_id_param
+from chatd.transport.websocket import handshake
+from chatd.transport.websocket.codec import NORMAL, ProtocolError
+from chatd.transport.websocket.connection import CLOSE_TIMEOUT_S, Connection, PeerClosed
+from chatd.transport.websocket.flusher import Flusher
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("chatd.access")
 
 MAX_CLIENT_ID_CHARS = 64
-PONG = Outgoing(json.dumps({"type": "pong", "payload": {}}))
+# Frames between max_frame_bytes and this get an error frame; past it the socket closes (1009).
+HARD_FRAME_LIMIT = 4 * 1024 * 1024
+# A client that offers this subprotocol gets several events per frame, newline-separated.
+BATCH_SUBPROTOCOL = "chatd.batch"
+REPLAY_PAGE = 200
+ROOM_PATH = re.compile(r"/ws/rooms/(\d+)")
 
 
 class BadFrame(ChatdError):
@@ -38,6 +54,16 @@ class BadFrame(ChatdError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class _Refused(ChatdError):
+    """A handshake that is not a WebSocket one we can accept (bad version or key)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = "bad_handshake" if status == 400 else "upgrade_required"
+        self.headers = headers
 
 
 def parse_frame(raw: str | bytes, settings: Settings) -> dict[str, Any]:
@@ -96,53 +122,121 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def ws_routes(service: Service) -> Blueprint:
-    bp = Blueprint("ws", __name__)
-    settings, store, hub, metrics = service.settings, service.store, service.hub, service.metrics
+class RoomSockets:
+    """The WebSocket handler the front door calls with each upgrade request."""
 
-    @bp.websocket("/ws/rooms/<int:room_id>")
-    async def room_socket(room_id: int) -> None:
-        # Refusals before accept() become plain HTTP answers (401/403/404).
+    def __init__(self, service: Service, flusher: Flusher) -> None:
+        self._service = service
+        self._settings = service.settings
+        self._flusher = flusher
+        self._max_message_bytes = max(HARD_FRAME_LIMIT, service.settings.max_frame_bytes * 2)
+
+    async def __call__(
+        self, sock: socket.socket, request: handshake.Request, already_read: bytes
+    ) -> None:
+        request_id = clean_request_id(request.headers.get(HEADER))
+        request_id_var.set(request_id)  # this connection's task has a context of its own
+        started = time.perf_counter()
+        path = printable(request.path)
+        access_log.info("websocket %s: opening", path)
+        batched = BATCH_SUBPROTOCOL in handshake.offered_subprotocols(request)
+        connection = Connection(
+            sock, self._flusher, max_message_bytes=self._max_message_bytes, batched=batched
+        )
+        try:
+            try:
+                member, since = await self._admit(connection, request)
+            except ChatdError as exc:
+                extra = {HEADER: request_id, **getattr(exc, "headers", {})}
+                with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(OSError, PeerClosed):
+                    await connection.send_now(handshake.refuse(exc.status, exc.as_body(), extra))
+                access_log.info("websocket %s: refused %s", path, exc.status)
+                return
+            await self._live(connection, member, request, since, already_read)
+        finally:
+            connection.shut()
+        access_log.info("websocket %s: closed after %.1f s", path, time.perf_counter() - started)
+
+    async def _admit(
+        self, connection: Connection, request: handshake.Request
+    ) -> tuple[Member, int | None]:
+        """The checks before the handshake completes; a ChatdError refuses it."""
+        service, settings = self._service, self._settings
+        if (problem := handshake.problem(request)) is not None:
+            raise _Refused(*problem)
+        matched = ROOM_PATH.fullmatch(request.path)
+        if matched is None:
+            raise NotFound(f"no WebSocket route {printable(request.path)}")
         if service.draining.is_set():
             raise ShuttingDown("this instance is restarting; connect again (another will answer)")
-        user_id = authenticate(settings.jwt_secret, websocket.headers, websocket.args)
-        rid = room_id_param(room_id)
-        await readable_room(store, rid, user_id)
-        since = query_int(websocket.args, "since", default=None, low=0)
-        member = Member(
-            rid, user_id, settings.outbox_size, on_slow=metrics.slow_consumer_disconnects.inc
-        )
+        user_id = authenticate(settings.jwt_secret, request.headers, request.query)
+        room_id = room_id_param(int(matched.group(1)))
+        await readable_room(service.store, room_id, user_id)
+        since = query_int(request.query, "since", default=None, low=0)
+        member = Member(room_id, user_id, settings.outbox_size, outlet=connection)
+        connection.member = member
+        return member, since
+
+    async def _live(
+        self,
+        connection: Connection,
+        member: Member,
+        request: handshake.Request,
+        since: int | None,
+        already_read: bytes,
+    ) -> None:
+        service = self._service
+        metrics = service.metrics
+        connection.hold()  # nothing reaches the socket before the 101 answer
         # Join before completing the handshake: once a client is connected,
         # every message committed from then on reaches it.
-        async with hub.joined(member) as joined_at:
-            await websocket.accept()
+        joined_at = await service.hub.join(member)
+        ended: PeerClosed | ProtocolError | None = None
+        try:
+            subprotocol = BATCH_SUBPROTOCOL if connection.batched else None
+            extra = {HEADER: request_id_var.get() or ""}
+            await connection.send_now(handshake.accept(request, subprotocol, extra))
             metrics.ws_connections.inc()
             metrics.ws_connections_active.inc()
-            await _tell_presence(member)
-            # A since beyond what the room has committed is clamped, not trusted.
-            sent = _Delivered(joined_at, min(since, joined_at) if since is not None else None)
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_read_frames, member)
-                    nursery.start_soon(_write_frames, member, since, sent, nursery.cancel_scope)
+                await self._tell_presence(member)
+                # A since beyond what the room has committed is clamped, not trusted.
+                connection.sent_id = joined_at if since is None else min(since, joined_at)
+                if since is not None and not await self._replay(connection, member, joined_at):
+                    member.kick(RESYNC, "history unavailable")  # the client retries later
+                connection.release()
+                connection.feed(already_read)
+                await self._read_frames(connection, member)
             finally:
                 metrics.ws_connections_active.dec()
-        if member.close_code is not None:
-            # Waits until the peer has read what was already written before it.
-            await websocket.close(member.close_code, _close_reason(member, sent.last_id))
+        except (PeerClosed, ProtocolError) as exc:
+            ended = exc
+        finally:
+            service.hub.leave(member)
+        if isinstance(ended, PeerClosed):
+            await connection.answer_close(ended.code)
+        elif isinstance(ended, ProtocolError):
+            await connection.close(ended.code, ended.why)
+        else:  # asked to close: room gone, slow, restarting, resync
+            if member.close_code == SLOW_CONSUMER:
+                metrics.slow_consumer_disconnects.inc()
+            with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(PeerClosed):
+                await connection.finish_writing()  # so the reason names what was written
+            reason = _close_reason(member.close_why, connection.sent_id)
+            await connection.close(member.close_code or NORMAL, reason)
 
-    async def _tell_presence(member: Member) -> None:
+    async def _tell_presence(self, member: Member) -> None:
         """Who is here already; changes follow as presence frames."""
         try:
-            online = await service.presence.online(member.room_id)
+            online = await self._service.presence.online(member.room_id)
         except Exception:  # presence is advisory; the backend may be away
             return
         for user_id in sorted(online):
             member.offer(presence_frame(user_id, "online"))
 
-    async def _read_frames(member: Member) -> None:
-        while True:
-            raw = await websocket.receive()
+    async def _read_frames(self, connection: Connection, member: Member) -> None:
+        service, settings = self._service, self._settings
+        while (raw := await connection.receive()) is not None:
             try:
                 frame = parse_frame(raw, settings)
                 kind = frame["type"]
@@ -153,69 +247,40 @@ def ws_routes(service: Service) -> Blueprint:
                 elif kind == "typing":
                     # Rate-limited per user; the excess is dropped quietly (it is advisory).
                     now = trio.current_time()
-                    if hub.typing_allowed(member, now, settings.typing_interval_s):
-                        hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
+                    if service.hub.typing_allowed(member, now, settings.typing_interval_s):
+                        service.hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
                 else:
                     raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
             except ChatdError as exc:  # a bad frame, or the server going away
                 member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
 
-    async def _write_frames(
-        member: Member, since: int | None, sent: _Delivered, done: trio.CancelScope
-    ) -> None:
-        try:
-            if since is not None:
-                try:
-                    await _replay(member, sent.last_id, sent)
-                except StoreUnavailable:
-                    member.kick(RESYNC, "history unavailable")  # the client retries later
-                    return
-            async for frame in member.outbox:
-                if member.close_code is not None:
-                    break
-                if frame.message_id is not None and frame.message_id <= sent.last_id:
-                    continue  # replayed already
-                await _send(frame, sent)
-        finally:
-            done.cancel()
-
-    async def _replay(member: Member, since: int, sent: _Delivered) -> None:
-        # Everything after joined_at reaches the outbox; the replay covers the rest.
-        if sent.joined_at - since > settings.replay_cap:
+    async def _replay(self, connection: Connection, member: Member, joined_at: int) -> bool:
+        """Everything after since up to joined_at (live frames cover the rest); False if
+        the history could not be read."""
+        since = connection.sent_id
+        if joined_at - since > self._settings.replay_cap:
             # Too much to replay here: the client pages REST history for the gap.
-            sent.last_id = sent.joined_at
-            await _send(
-                error_frame(
-                    "replay_too_large",
-                    f"more than {settings.replay_cap} messages after since={since}; page back "
-                    f"through GET /api/v1/rooms/{member.room_id}/messages; this connection "
-                    f"is live from id {sent.joined_at + 1}",
-                    live_from=sent.joined_at + 1,
-                ),
-                sent,
+            connection.sent_id = joined_at
+            frame = error_frame(
+                "replay_too_large",
+                f"more than {self._settings.replay_cap} messages after since={since}; page back "
+                f"through GET /api/v1/rooms/{member.room_id}/messages; this connection "
+                f"is live from id {joined_at + 1}",
+                live_from=joined_at + 1,
             )
-            return
-        for message in await service.history.between(member.room_id, since, sent.joined_at):
-            await _send(message_frame(message), sent)
-
-    async def _send(frame: Outgoing, sent: _Delivered) -> None:
-        # No timeout here: Hypercorn shields its socket write, so one could not
-        # interrupt it anyway (a peer that stops reading holds this task; see README).
-        await websocket.send(frame.text)
-        if frame.message_id is not None:
-            sent.last_id = frame.message_id
-
-    return bp
-
-
-class _Delivered:
-    """The newest message id this connection has written to its socket."""
-
-    def __init__(self, joined_at: int, since: int | None) -> None:
-        self.joined_at = joined_at  # the room's last id when this connection joined
-        self.last_id = joined_at if since is None else since
+            await connection.send_now(frame.frame)
+            return True
+        try:
+            messages = await self._service.history.between(member.room_id, since, joined_at)
+        except StoreUnavailable:
+            return False
+        for start in range(0, len(messages), REPLAY_PAGE):
+            page = messages[start : start + REPLAY_PAGE]
+            await connection.send_now(b"".join(message_frame(m).frame for m in page))
+            connection.sent_id = page[-1].id
+        return True
 
 
-def _close_reason(member: Member, last_id: int) -> str:
+def _close_reason(why: str, last_id: int) -> str:
     # At most 123 bytes go in a close frame; the ids keep this well short of it.
-    return f"{member.close_why}; last delivered id {last_id}; resume with ?since={last_id}"
+    return f"{why}; last delivered id {last_id}; resume with ?since={last_id}"

@@ -1,0 +1,1 @@
+"""chatd's own WebSocket server path: the handshake, frames, and coalesced socket writes."""
