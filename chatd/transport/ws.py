@@ -268,7 +268,7 @@ class RoomSockets:
                 f"is live from id {joined_at + 1}",
                 live_from=joined_at + 1,
             )
-            await connection.send_now(frame.frame)
+            await connection.send_now(connection.encode([frame]))
             return True
         try:
             messages = await self._service.history.between(member.room_id, since, joined_at)
@@ -276,7 +276,7 @@ class RoomSockets:
             return False
         for start in range(0, len(messages), REPLAY_PAGE):
             page = messages[start : start + REPLAY_PAGE]
-            await connection.send_now(b"".join(message_frame(m).frame for m in page))
+            await connection.send_now(connection.encode([message_frame(m) for m in page]))
             connection.sent_id = page[-1].id
         return True
 

@@ -134,9 +134,10 @@ class Connection:
             if frame.message_id is not None:
                 last_id = frame.message_id
                 break
-        return self._encode(pending), last_id
+        return self.encode(pending), last_id
 
-    def _encode(self, frames: list[Outgoing]) -> bytes:
+    def encode(self, frames: list[Outgoing]) -> bytes:
+        """The bytes that carry these frames to this client."""
         if self.batched:  # several events, newline-separated, in one frame
             return text_frame(b"\n".join([frame.payload for frame in frames]))
         if len(frames) == 1:
