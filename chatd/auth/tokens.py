@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +18,7 @@ ALGORITHM = "HS256"
 ACCESS = "access"
 # Instances' clocks differ a little, and exp is whole seconds.
 LEEWAY_S = 10
+VERIFIED_CACHE_SIZE = 16_384
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,20 @@ def issue_access_token(user_id: UserId, secret: str, now: datetime, ttl_s: int) 
 
 def verify_access_token(token: str, secret: str) -> UserId:
     """The user the token names, or Unauthorized. Only HS256 is accepted."""
+    user_id, expires_at = _verified(token, secret)
+    if time.time() > expires_at + LEEWAY_S:
+        raise Unauthorized("the access token has expired; refresh it")
+    return user_id
+
+
+@functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)
+def _verified(token: str, secret: str) -> tuple[UserId, int]:
+    """(user, exp) of a token whose signature and claims check out.
+
+    Remembered (a refusal raises, so it never is): a client reconnecting with
+    the same token, or a burst of connects after a restart, is not verified
+    again. Only the expiry depends on the time, and the caller checks it.
+    """
     try:
         claims = jwt.decode(
             token,
@@ -60,7 +77,7 @@ def verify_access_token(token: str, secret: str) -> UserId:
     if claims.get("typ") != ACCESS:
         raise Unauthorized("the access token is not valid")
     try:
-        return UserId(int(claims["sub"]))
+        return UserId(int(claims["sub"])), int(claims["exp"])
     except (TypeError, ValueError):
         raise Unauthorized("the access token is not valid") from None
 

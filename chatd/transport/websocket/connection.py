@@ -127,14 +127,21 @@ class Connection:
             self._hold(memoryview(data)[sent:], last_id)
 
     def _take_pending(self, member: Member) -> tuple[bytes, int]:
+        """Everything queued, as bytes, and the newest message id among it (0 if none).
+        The list is emptied, not replaced: nothing is allocated per pass but the bytes."""
         pending = member.pending
-        member.pending = []
+        if len(pending) == 1:  # the common case under load: one message per pass
+            frame = pending[0]
+            pending.clear()
+            return frame.frame, frame.message_id or 0
         last_id = 0
         for frame in reversed(pending):
             if frame.message_id is not None:
                 last_id = frame.message_id
                 break
-        return self.encode(pending), last_id
+        data = self.encode(pending)
+        pending.clear()
+        return data, last_id
 
     def encode(self, frames: list[Outgoing]) -> bytes:
         """The bytes that carry these frames to this client."""
