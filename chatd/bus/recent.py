@@ -39,9 +39,10 @@ class RecentCache:
         so a publication retried after a fault does not add a second member."""
         return json.dumps(message.to_json(), ensure_ascii=False, separators=(",", ":"))
 
-    def add(self, pipe: Any, message: Message, encoded: str) -> None:
-        key = self.key(message.room_id)
-        pipe.zadd(key, {encoded: message.id})
+    def add(self, pipe: Any, room_id: RoomId, messages: list[Message], encoded: list[str]) -> None:
+        """Queue on `pipe` the writes that cache these messages of one room."""
+        key = self.key(room_id)
+        pipe.zadd(key, {text: message.id for message, text in zip(messages, encoded, strict=True)})
         pipe.zremrangebyrank(key, 0, -(self._size + 1))
         pipe.expire(key, TTL_S)
 

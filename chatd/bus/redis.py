@@ -137,18 +137,24 @@ class RedisBus:
             {"o": self._instance, "s": signal.kind, "r": signal.room_id, "u": signal.user_id}
         )
 
-    def _encode_message(self, message_json: str) -> str:
-        # The message's JSON is made once (recent.encode) and spliced in, not re-encoded.
-        return f'{{"o":{json.dumps(self._instance)},"m":{message_json}}}'
+    def _encode_messages(self, messages_json: list[str]) -> str:
+        # Each message's JSON is made once (recent.encode) and spliced in, not re-encoded.
+        # One message travels as "m" (what instances before batching read), several as "ms".
+        origin = json.dumps(self._instance)
+        if len(messages_json) == 1:
+            return f'{{"o":{origin},"m":{messages_json[0]}}}'
+        return f'{{"o":{origin},"ms":[{",".join(messages_json)}]}}'
 
-    def _decode(self, raw: str) -> Message | Signal | None:
+    def _decode(self, raw: str) -> list[Message | Signal]:
         body = json.loads(raw)
         if body.get("o") == self._instance:
-            return None  # our own: delivered locally when published
+            return []  # our own: delivered locally when published
         if "m" in body:
-            return Message.from_json(body["m"])
+            return [Message.from_json(body["m"])]
+        if "ms" in body:
+            return [Message.from_json(message) for message in body["ms"]]
         user = body.get("u")
-        return Signal(RoomId(body["r"]), body["s"], None if user is None else UserId(user))
+        return [Signal(RoomId(body["r"]), body["s"], None if user is None else UserId(user))]
 
     # -- tasks --------------------------------------------------------------
 
@@ -217,12 +223,13 @@ class RedisBus:
                 self._on_reconnect()  # another instance dropped publications
             return
         try:
-            event = self._decode(raw["data"])
+            events = self._decode(raw["data"])
         except (ValueError, KeyError, TypeError):
             log.warning("bus: ignoring a malformed event on %s", raw.get("channel"))
             return
-        if event is not None and event.room_id in self._wanted:
-            self._sink(event)
+        for event in events:
+            if event.room_id in self._wanted:
+                self._sink(event)
 
     async def _publish_loop(self, client: coredis.Redis[str]) -> None:
         attempt = 0
@@ -246,15 +253,19 @@ class RedisBus:
 
     async def _send(self, client: coredis.Redis[str], batch: list[Message | Signal]) -> None:
         started = trio.current_time()
+        # A room's messages of one batch go as one cache write and one publication:
+        # four commands per room per batch, not four per message.
+        messages: dict[RoomId, list[Message]] = {}
         async with client.pipeline(transaction=False) as pipe:
             for event in batch:
                 if isinstance(event, Message):
-                    message_json = self.recent.encode(event)
-                    self.recent.add(pipe, event, message_json)  # cached before it is announced
-                    payload = self._encode_message(message_json)
+                    messages.setdefault(event.room_id, []).append(event)
                 else:
-                    payload = self._encode_signal(event)
-                pipe.publish(self.channel(event.room_id), payload)
+                    pipe.publish(self.channel(event.room_id), self._encode_signal(event))
+            for room_id, room_messages in messages.items():
+                encoded = [self.recent.encode(message) for message in room_messages]
+                self.recent.add(pipe, room_id, room_messages, encoded)  # cached, then announced
+                pipe.publish(self.channel(room_id), self._encode_messages(encoded))
         self._metrics.bus_publish_duration.observe(trio.current_time() - started)
 
     async def _announce_dropped(self, client: coredis.Redis[str]) -> None:
