@@ -29,7 +29,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
-from chatd.transport.websocket.handshake import Request, is_upgrade, parse_head
+from chatd.transport.websocket.handshake import is_upgrade, parse_head
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ HEAD_TIMEOUT_S = 10.0
 ACCEPT_PAUSE_S = 0.1
 _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-WebSocketHandler = Callable[[socket.socket, Request, bytes], Awaitable[None]]
+# (socket, the request head, bytes that came after it): parses the head again, so that
+# nothing parsed stays referenced from this module's frames while the socket lives.
+WebSocketHandler = Callable[[socket.socket, bytes, bytes], Awaitable[None]]
 
 
 async def serve(
@@ -131,9 +133,8 @@ async def _route(
     if head is None:
         sock.close()
         return
-    request = parse_head(head)
-    if request is not None and is_upgrade(request):
-        await websocket(sock, request, rest)
+    if _is_upgrade(head):
+        await websocket(sock, head, rest)
         return
     stream = _Replayed(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), head + rest)
     await hypercorn(stream)
@@ -161,6 +162,11 @@ async def _read_head(sock: socket.socket) -> tuple[bytes | None, bytes]:
                 # Hypercorn answers an oversized head as it sees fit.
                 return received, b""
     return None, b""
+
+
+def _is_upgrade(head: bytes) -> bool:
+    request = parse_head(head)
+    return request is not None and is_upgrade(request)
 
 
 class _Replayed(trio.abc.HalfCloseableStream):

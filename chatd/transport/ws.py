@@ -19,16 +19,17 @@ from typing import Any
 import trio
 
 from chatd.auth.access import readable_room
+from chatd.auth.tokens import verify_access_token
 from chatd.config import Settings
 from chatd.errors import ChatdError, NotFound, ShuttingDown, StoreUnavailable
 from chatd.hub.frames import PONG, error_frame, message_frame, presence_frame
 from chatd.hub.member import SLOW_CONSUMER, Member
 from chatd.hub.room import RESYNC
-from chatd.logs import request_id_var
-from chatd.model import Draft, Signal
+from chatd.logs import request_id_var, user_id_var
+from chatd.model import Draft, Signal, UserId
 from chatd.service import Service
 from chatd.transport.context import HEADER, clean_request_id, printable
-from chatd.transport.http import authenticate, query_int, room_id_param
+from chatd.transport.http import bearer_token, query_int, room_id_param
 from chatd.transport.websocket import handshake
 from chatd.transport.websocket.codec import NORMAL, ProtocolError
 from chatd.transport.websocket.connection import CLOSE_TIMEOUT_S, Connection, PeerClosed
@@ -123,7 +124,14 @@ def _encodable(text: str) -> bool:
 
 
 class RoomSockets:
-    """The WebSocket handler the front door calls with each upgrade request."""
+    """The WebSocket handler the front door calls with each upgrade request.
+
+    While a connection idles, its task waits in Connection.receive() called
+    from __call__, and nothing else of it is alive but the Connection and its
+    Member: the request head is parsed in _admit() and dropped, and the
+    request and user ids are in context variables only while they are
+    needed. A full collection scans every object each idle socket keeps.
+    """
 
     def __init__(self, service: Service, flusher: Flusher) -> None:
         self._service = service
@@ -131,95 +139,144 @@ class RoomSockets:
         self._flusher = flusher
         self._max_message_bytes = max(HARD_FRAME_LIMIT, service.settings.max_frame_bytes * 2)
 
-    async def __call__(
-        self, sock: socket.socket, request: handshake.Request, already_read: bytes
-    ) -> None:
-        request_id = clean_request_id(request.headers.get(HEADER))
-        request_id_var.set(request_id)  # this connection's task has a context of its own
+    async def __call__(self, sock: socket.socket, head: bytes, already_read: bytes) -> None:
         started = time.perf_counter()
-        path = printable(request.path)
-        access_log.info("websocket %s: opening", path)
-        batched = BATCH_SUBPROTOCOL in handshake.offered_subprotocols(request)
-        connection = Connection(
-            sock, self._flusher, max_message_bytes=self._max_message_bytes, batched=batched
-        )
+        connection = Connection(sock, self._flusher, max_message_bytes=self._max_message_bytes)
         try:
+            admitted = await self._admit(connection, head)
+            if admitted is None:
+                return
+            member, replay_to, ids = admitted
+            del admitted
+            service, metrics = self._service, self._service.metrics
+            ended: PeerClosed | ProtocolError | None = None
+            metrics.ws_connections.inc()
+            metrics.ws_connections_active.inc()
             try:
-                member, since = await self._admit(connection, request)
+                await self._go_live(connection, member, replay_to, already_read)
+                while (raw := await connection.receive()) is not None:
+                    try:
+                        await self._handle(raw, member)
+                    except ChatdError as exc:  # a bad frame, or the server going away
+                        member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
+            except (PeerClosed, ProtocolError) as exc:
+                ended = exc
+            finally:
+                metrics.ws_connections_active.dec()
+                service.hub.leave(member)
+            await self._close(connection, member, ended)
+        finally:
+            connection.shut()
+        elapsed_s = time.perf_counter() - started
+        access_log.info("websocket %s: closed after %.1f s", ids[0], elapsed_s, extra=ids[1])
+
+    async def _admit(
+        self, connection: Connection, head: bytes
+    ) -> tuple[Member, int | None, tuple[str, dict[str, object]]] | None:
+        """Check the upgrade request, join the room and complete the handshake.
+
+        Returns the member, the id to replay up to (with ?since=) and what the
+        closing log line needs; None once a refusal (plain HTTP) was answered.
+        """
+        request = handshake.parse_head(head)
+        assert request is not None  # the front door parsed it before
+        request_id = clean_request_id(request.headers.get(HEADER))
+        request_token = request_id_var.set(request_id)  # for what is logged meanwhile
+        user_token = None
+        path = printable(request.path)
+        try:
+            access_log.info("websocket %s: opening", path)
+            try:
+                user_id = self._authenticate(request)
+                user_token = user_id_var.set(user_id)
+                member, since = await self._check(connection, request, user_id)
             except ChatdError as exc:
                 extra = {HEADER: request_id, **getattr(exc, "headers", {})}
                 with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(OSError, PeerClosed):
                     await connection.send_now(handshake.refuse(exc.status, exc.as_body(), extra))
                 access_log.info("websocket %s: refused %s", path, exc.status)
-                return
-            await self._live(connection, member, request, since, already_read)
+                return None
+            subprotocol = BATCH_SUBPROTOCOL if connection.batched else None
+            connection.hold()  # nothing reaches the socket before the 101 answer
+            # Join before completing the handshake: once a client is connected,
+            # every message committed from then on reaches it.
+            joined_at = await self._service.hub.join(member)
+            try:
+                await connection.send_now(
+                    handshake.accept(request, subprotocol, {HEADER: request_id})
+                )
+            except BaseException:
+                self._service.hub.leave(member)
+                raise
+            # A since beyond what the room has committed is clamped, not trusted.
+            connection.sent_id = joined_at if since is None else min(since, joined_at)
+            replay_to = None if since is None else joined_at
+            return member, replay_to, (path, {"request_id": request_id, "user_id": user_id})
         finally:
-            connection.shut()
-        access_log.info("websocket %s: closed after %.1f s", path, time.perf_counter() - started)
+            if user_token is not None:
+                user_id_var.reset(user_token)
+            request_id_var.reset(request_token)
 
-    async def _admit(
-        self, connection: Connection, request: handshake.Request
-    ) -> tuple[Member, int | None]:
-        """The checks before the handshake completes; a ChatdError refuses it."""
-        service, settings = self._service, self._settings
+    def _authenticate(self, request: handshake.Request) -> UserId:
         if (problem := handshake.problem(request)) is not None:
             raise _Refused(*problem)
-        matched = ROOM_PATH.fullmatch(request.path)
-        if matched is None:
+        if ROOM_PATH.fullmatch(request.path) is None:
             raise NotFound(f"no WebSocket route {printable(request.path)}")
-        if service.draining.is_set():
+        if self._service.draining.is_set():
             raise ShuttingDown("this instance is restarting; connect again (another will answer)")
-        user_id = authenticate(settings.jwt_secret, request.headers, request.query)
+        token = bearer_token(request.headers, request.query)
+        return verify_access_token(token, self._settings.jwt_secret)
+
+    async def _check(
+        self, connection: Connection, request: handshake.Request, user_id: UserId
+    ) -> tuple[Member, int | None]:
+        settings = self._settings
+        matched = ROOM_PATH.fullmatch(request.path)
+        assert matched is not None
         room_id = room_id_param(int(matched.group(1)))
-        await readable_room(service.store, room_id, user_id)
+        await readable_room(self._service.store, room_id, user_id)
         since = query_int(request.query, "since", default=None, low=0)
+        connection.batched = BATCH_SUBPROTOCOL in handshake.offered_subprotocols(request)
         member = Member(room_id, user_id, settings.outbox_size, outlet=connection)
         connection.member = member
         return member, since
 
-    async def _live(
-        self,
-        connection: Connection,
-        member: Member,
-        request: handshake.Request,
-        since: int | None,
-        already_read: bytes,
+    async def _go_live(
+        self, connection: Connection, member: Member, replay_to: int | None, already_read: bytes
     ) -> None:
-        service = self._service
-        metrics = service.metrics
-        connection.hold()  # nothing reaches the socket before the 101 answer
-        # Join before completing the handshake: once a client is connected,
-        # every message committed from then on reaches it.
-        joined_at = await service.hub.join(member)
-        ended: PeerClosed | ProtocolError | None = None
-        try:
-            subprotocol = BATCH_SUBPROTOCOL if connection.batched else None
-            extra = {HEADER: request_id_var.get() or ""}
-            await connection.send_now(handshake.accept(request, subprotocol, extra))
-            metrics.ws_connections.inc()
-            metrics.ws_connections_active.inc()
-            try:
-                await self._tell_presence(member)
-                # A since beyond what the room has committed is clamped, not trusted.
-                connection.sent_id = joined_at if since is None else min(since, joined_at)
-                if since is not None and not await self._replay(connection, member, joined_at):
-                    member.kick(RESYNC, "history unavailable")  # the client retries later
-                connection.release()
-                connection.feed(already_read)
-                await self._read_frames(connection, member)
-            finally:
-                metrics.ws_connections_active.dec()
-        except (PeerClosed, ProtocolError) as exc:
-            ended = exc
-        finally:
-            service.hub.leave(member)
+        """Who is online, the replay after ?since=, then the Flusher writes what comes."""
+        await self._tell_presence(member)
+        if replay_to is not None and not await self._replay(connection, member, replay_to):
+            member.kick(RESYNC, "history unavailable")  # the client retries later
+        connection.release()
+        connection.feed(already_read)
+
+    async def _handle(self, raw: str | bytes, member: Member) -> None:
+        service, settings = self._service, self._settings
+        frame = parse_frame(raw, settings)
+        kind = frame["type"]
+        if kind == "message":
+            await service.writer.submit(draft_from(frame, member, settings), member)
+        elif kind == "ping":
+            member.offer(PONG)
+        elif kind == "typing":
+            # Rate-limited per user; the excess is dropped quietly (it is advisory).
+            now = trio.current_time()
+            if service.hub.typing_allowed(member, now, settings.typing_interval_s):
+                service.hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
+        else:
+            raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
+
+    async def _close(
+        self, connection: Connection, member: Member, ended: PeerClosed | ProtocolError | None
+    ) -> None:
         if isinstance(ended, PeerClosed):
             await connection.answer_close(ended.code)
         elif isinstance(ended, ProtocolError):
             await connection.close(ended.code, ended.why)
         else:  # asked to close: room gone, slow, restarting, resync
             if member.close_code == SLOW_CONSUMER:
-                metrics.slow_consumer_disconnects.inc()
+                self._service.metrics.slow_consumer_disconnects.inc()
             with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(PeerClosed):
                 await connection.finish_writing()  # so the reason names what was written
             reason = _close_reason(member.close_why, connection.sent_id)
@@ -255,8 +312,8 @@ class RoomSockets:
                 member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
 
     async def _replay(self, connection: Connection, member: Member, joined_at: int) -> bool:
-        """Everything after since up to joined_at (live frames cover the rest); False if
-        the history could not be read."""
+        """Everything after since up to the room's id when we joined (live frames cover
+        the rest); False if the history could not be read."""
         since = connection.sent_id
         if joined_at - since > self._settings.replay_cap:
             # Too much to replay here: the client pages REST history for the gap.

@@ -180,6 +180,7 @@ class Connection:
                 raise PeerClosed(1006) from exc
             self._stalled = self._stalled[sent:]
             if not self._stalled:
+                self._stalled = None  # and the bytes it viewed
                 if self._stalled_id:
                     self.sent_id = self._stalled_id
                 return True
@@ -216,7 +217,12 @@ class Connection:
     # -- reading -------------------------------------------------------------
 
     async def receive(self) -> str | bytes | None:
-        """The next text or binary message; None once the member was asked to close."""
+        """The next text or binary message; None once the member was asked to close.
+
+        This is where an idle connection waits; the wait is written out here
+        rather than in a helper, because every coroutine in the chain is one
+        more object per idle socket for the collector to scan.
+        """
         while True:
             member = self.member
             if member is not None and member.close_code is not None:
@@ -227,9 +233,12 @@ class Connection:
             message = self._next_message()
             if message is not None:
                 return message
-            if not await self._wait(trio.lowlevel.wait_readable):
-                continue
-            self._read()
+            scope = self._waiting = trio.CancelScope()
+            with scope:
+                await trio.lowlevel.wait_readable(self.sock)
+            self._waiting = None
+            if not scope.cancelled_caught:
+                self._read()
 
     def feed(self, data: bytes) -> None:
         """Bytes that arrived with the handshake request: the first frames, read already."""
