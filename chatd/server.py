@@ -19,6 +19,8 @@ from chatd.transport.ws import RoomSockets
 
 log = logging.getLogger(__name__)
 
+LISTEN_BACKLOG = 4096
+
 
 def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Config:
     config = Config()
@@ -26,6 +28,10 @@ def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Confi
     config.bind = [
         f"fd://{inherit_fd}" if inherit_fd is not None else f"{settings.host}:{settings.port}"
     ]
+    # Hypercorn's default backlog is 100: a reconnect storm (every client of an instance
+    # that went away) would see SYNs dropped and retried a second later. The kernel caps
+    # this at net.core.somaxconn.
+    config.backlog = LISTEN_BACKLOG
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = HTTP_GRACE_S  # after our own drain, for in-flight requests

@@ -21,7 +21,7 @@ from prometheus_client import multiprocess
 
 from chatd.config import Settings
 from chatd.metrics import MULTIPROC_ENV
-from chatd.server import until_signalled
+from chatd.server import LISTEN_BACKLOG, until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
