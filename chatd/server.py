@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 
 import trio
@@ -38,6 +39,14 @@ def hypercorn_config(settings: Settings, inherit_fd: int | None = None) -> Confi
     return config
 
 
+def raise_open_files_limit() -> None:
+    """Every socket is a file descriptor: take all the kernel allows this process.
+    (A common default soft limit is 1,024, far below what one instance holds.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def until_signalled() -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -53,6 +62,7 @@ async def serve(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
+    raise_open_files_limit()
     async with open_service(settings) as service, trio.open_nursery() as nursery:
         app = create_app(service)
         flusher = Flusher()
