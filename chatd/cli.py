@@ -10,7 +10,8 @@ from dataclasses import replace
 
 import trio
 
-from chatd.bench import bench
+from chatd.bench.options import add_bench_arguments
+from chatd.bench.run import bench_command
 from chatd.client.commands import COMMANDS as CLIENT_COMMANDS
 from chatd.client.commands import add_client_commands, run_client_command
 from chatd.config import ConfigError, Settings
@@ -37,15 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     bench_cmd = commands.add_parser(
         "bench", help="load-test a chatd started on loopback (uses CHATD_* settings; never :8080)"
     )
-    bench_cmd.add_argument("--clients", type=int, default=50, help="sockets in one room")
-    bench_cmd.add_argument("--messages", type=int, default=40, help="messages each client sends")
-    bench_cmd.add_argument("--runs", type=int, default=3, help="repetitions (medians are printed)")
+    add_bench_arguments(bench_cmd)
     add_client_commands(commands)
     args = parser.parse_args(argv)
     if args.command in CLIENT_COMMANDS:
         return run_client_command(args)
 
-    setup_logging()  # CHATD_LOG_FORMAT, CHATD_LOG_LEVEL
+    # CHATD_LOG_FORMAT, CHATD_LOG_LEVEL; a bench keeps stdout for its results (--json)
+    setup_logging(stream=sys.stderr if args.command == "bench" else None)
     logging.getLogger("yoyo").setLevel(logging.WARNING)  # one line per SQL statement otherwise
     try:
         settings = Settings.from_env()
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "bench":
-        bench(settings, args.clients, args.messages, args.runs)
-        return 0
+        return bench_command(settings, args)
 
     if args.command == "migrate":
         applied = apply_migrations(settings.database_url)

@@ -1,0 +1,139 @@
+"""`chatd bench` options: one set, with defaults that depend on the scenario."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = ("echo", "fanout", "idle", "flood")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    scenario: str = "echo"
+    runs: int = 3
+    workers: int = 1  # `chatd serve --workers` of the server under test
+    server_src: Path | None = None
+    client_procs: int | None = None  # None: 1 for small runs, 2 for big ones
+    json: bool = False
+    text_bytes: int = 100
+    clients: int = 50  # echo: sockets in its one room; fanout: sockets per room
+    messages: int = 40  # echo: messages each client sends
+    rooms: int = 10
+    concurrency: int = 200  # connection attempts in flight
+    # fanout
+    step_s: float = 4.0
+    settle_s: float = 1.0
+    start_rate: float = 1000.0
+    factor: float = 1.5
+    refine: int = 3
+    max_steps: int = 20
+    p99_ms: float = 100.0
+    rate: float | None = None  # fanout: one fixed-rate step; idle: light traffic
+    # idle
+    connections: int = 5000
+    users: int | None = None
+    hold_s: float = 10.0
+    # flood
+    senders: int = 50
+    window: int = 64
+    duration_s: float = 10.0
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--scenario",
+        choices=SCENARIOS,
+        default="echo",
+        help="echo (default): one room, one message in flight per client; fanout: R rooms x C "
+        "clients, a step-up search for the highest rate with p99 < --p99-ms and nothing lost; "
+        "idle: N open sockets, connects/s and server memory per socket; flood: pipelined "
+        "senders, messages persisted/s",
+    )
+    add("--runs", type=int, help="repetitions, medians printed (default: echo 3, others 1)")
+    add("--workers", type=int, default=1, help="`serve --workers N` for the server under test")
+    add("--server-src", type=Path, metavar="DIR", help="run the server from this checkout")
+    add("--client-procs", type=int, help="client processes (default: 1; 2 from 100 sockets)")
+    add("--json", action="store_true", help="JSON results on stdout (the text goes to stderr)")
+    add("--text-bytes", type=int, default=100, help="size of each message text")
+    add("--clients", type=int, default=50, help="sockets in a room (echo, fanout)")
+    add("--messages", type=int, default=40, help="echo: messages each client sends")
+    add("--rooms", type=int, help="fanout: rooms (10); idle: rooms the sockets spread over (50)")
+    add("--concurrency", type=int, default=200, help="connection attempts in flight")
+    add("--step-s", type=float, default=4.0, help="fanout: length of a step")
+    add("--settle-s", type=float, help="wait for stragglers (fanout: 1) or before RSS (idle: 5)")
+    add("--start-rate", type=float, default=1000.0, help="fanout: first step, deliveries/s")
+    add("--factor", type=float, default=1.5, help="fanout: rate multiplier while steps pass")
+    add("--refine", type=int, default=3, help="fanout: steps between last pass and first fail")
+    add("--max-steps", type=int, default=20, help="fanout: steps in a search at most")
+    add("--p99-ms", type=float, default=100.0, help="fanout: a step passes below this p99")
+    add(
+        "--rate",
+        type=float,
+        help="deliveries/s; fanout: one step at this rate, no search; idle: light traffic",
+    )
+    add("--connections", type=int, default=5000, help="idle: sockets to open")
+    add("--users", type=int, help="idle: users the sockets log in as (default: one per socket)")
+    add("--hold-s", type=float, default=10.0, help="idle: how long they stay open after that")
+    add("--senders", type=int, default=50, help="flood: senders, each in a room of its own")
+    add("--window", type=int, default=64, help="flood: unacknowledged messages per sender")
+    add("--duration-s", type=float, default=10.0, help="flood: how long the senders send")
+
+
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    scenario: str = args.scenario
+    options = BenchOptions(
+        scenario=scenario,
+        runs=args.runs if args.runs is not None else 3 if scenario == "echo" else 1,
+        workers=args.workers,
+        server_src=args.server_src.resolve() if args.server_src else None,
+        client_procs=args.client_procs,
+        json=args.json,
+        text_bytes=args.text_bytes,
+        clients=args.clients,
+        messages=args.messages,
+        rooms=args.rooms if args.rooms is not None else 50 if scenario == "idle" else 10,
+        concurrency=args.concurrency,
+        step_s=args.step_s,
+        settle_s=args.settle_s if args.settle_s is not None else 5.0 if scenario == "idle" else 1.0,
+        start_rate=args.start_rate,
+        factor=args.factor,
+        refine=args.refine,
+        max_steps=args.max_steps,
+        p99_ms=args.p99_ms,
+        rate=args.rate,
+        connections=args.connections,
+        users=args.users,
+        hold_s=args.hold_s,
+        senders=args.senders,
+        window=args.window,
+        duration_s=args.duration_s,
+    )
+    check(options)
+    return options
+
+
+def check(options: BenchOptions) -> None:
+    """Refuse what cannot run (a ValueError naming the option)."""
+    at_least_one = ("runs", "workers", "text_bytes", "clients", "messages", "rooms", "concurrency",
+                    "max_steps", "connections", "senders", "window")  # fmt: skip
+    for name in at_least_one:
+        if getattr(options, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("step_s", "start_rate", "p99_ms", "hold_s", "duration_s"):
+        if getattr(options, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    if options.settle_s < 0 or options.refine < 0:
+        raise ValueError("--settle-s and --refine cannot be negative")
+    if options.factor <= 1:
+        raise ValueError("--factor must be above 1")
+    if options.client_procs is not None and options.client_procs < 1:
+        raise ValueError("--client-procs must be at least 1")
+    if options.rate is not None and options.rate < 0:
+        raise ValueError("--rate cannot be negative")
+    if options.users is not None and options.users < 1:
+        raise ValueError("--users must be at least 1")
+    if options.server_src is not None and not (options.server_src / "chatd").is_dir():
+        raise ValueError(f"--server-src {options.server_src}: no chatd package there")
