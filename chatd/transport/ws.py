@@ -291,26 +291,6 @@ class RoomSockets:
         for user_id in sorted(online):
             member.offer(presence_frame(user_id, "online"))
 
-    async def _read_frames(self, connection: Connection, member: Member) -> None:
-        service, settings = self._service, self._settings
-        while (raw := await connection.receive()) is not None:
-            try:
-                frame = parse_frame(raw, settings)
-                kind = frame["type"]
-                if kind == "message":
-                    await service.writer.submit(draft_from(frame, member, settings), member)
-                elif kind == "ping":
-                    member.offer(PONG)
-                elif kind == "typing":
-                    # Rate-limited per user; the excess is dropped quietly (it is advisory).
-                    now = trio.current_time()
-                    if service.hub.typing_allowed(member, now, settings.typing_interval_s):
-                        service.hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
-                else:
-                    raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
-            except ChatdError as exc:  # a bad frame, or the server going away
-                member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
-
     async def _replay(self, connection: Connection, member: Member, joined_at: int) -> bool:
         """Everything after since up to the room's id when we joined (live frames cover
         the rest); False if the history could not be read."""
