@@ -41,9 +41,13 @@ class Settings:
     # are shared between sockets, so a slot costs a pointer. Keep it well above
     # writer_batch_max: one committed batch lands in every outbox at once.
     outbox_size: int = 1024
-    # Drafts waiting for the writer; full means senders wait (backpressure).
+    # Drafts waiting for the writer; full means senders wait (backpressure). A longer
+    # queue measured no faster, only slower to answer when the database falls behind.
     writer_queue_size: int = 1024
-    writer_batch_max: int = 256
+    # Drafts per transaction at most: 512 commits ~20% more messages/s than 256 when
+    # the writer is saturated. One batch can land in one room's inbox and in every
+    # outbox at once, so keep it at half of room_inbox_size and outbox_size or less.
+    writer_batch_max: int = 512
     room_inbox_size: int = 1024
     replay_cap: int = 1000
     max_frame_bytes: int = 64 * 1024

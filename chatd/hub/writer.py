@@ -62,7 +62,7 @@ class Writer:
             while len(batch) < self._batch_max:
                 try:
                     batch.append(self._recv.receive_nowait())
-                except trio.WouldBlock:
+                except (trio.WouldBlock, trio.EndOfChannel):  # flush() closed the queue
                     break
             await self._persist(batch)
 

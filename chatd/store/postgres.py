@@ -6,7 +6,7 @@ psycopg's async API needs asyncio, so chatd calls the sync API from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,7 @@ import psycopg
 import psycopg_pool
 import trio
 
-from chatd.store.sql import SqlStore
+from chatd.store.sql import Cursor, SqlStore
 
 
 class PostgresDialect:
@@ -49,6 +49,30 @@ class PostgresDialect:
             conn.cursor() as cur,
         ):
             yield cur
+
+    def row_queries(
+        self, types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> Iterator[tuple[str, Sequence[Any]]]:
+        # One array per column, sent in binary (%b): no text to format or parse.
+        if rows:
+            arrays = ", ".join(f"%b::{kind}[]" for kind in types)
+            yield f"SELECT * FROM unnest({arrays})", [list(c) for c in zip(*rows, strict=True)]
+
+    def insert_rows(
+        self,
+        cur: Cursor,
+        table: str,
+        columns: Sequence[str],
+        types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        # Binary COPY: measured faster than INSERT ... SELECT FROM unnest() at 256 rows
+        # a batch, and it costs the client less CPU (no arrays built in Python).
+        assert isinstance(cur, psycopg.Cursor)
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
 
     def to_datetime(self, value: Any) -> datetime:
         assert isinstance(value, datetime)

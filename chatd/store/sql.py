@@ -1,14 +1,15 @@
 """One SQL implementation of the Store protocol, shared by both backends.
 
 The SQL is written once with `?` placeholders; a Dialect supplies the
-driver, its placeholder, row locking, and which driver errors mean what.
-Every call runs in a worker thread, inside one transaction.
+driver, its placeholder, row locking, many rows as one query's parameters
+(unnest of arrays, or VALUES lists), bulk insert, and which driver errors
+mean what. Every call runs in a worker thread, inside one transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -34,6 +35,9 @@ T = TypeVar("T")
 
 ROOM_COLUMNS = "id, name, visibility, owner_id, created_at"
 MESSAGE_COLUMNS = "seq, room_id, user_id, text, created_at, client_id"
+_M_COLUMNS = ", ".join("m." + column for column in MESSAGE_COLUMNS.split(", "))
+_INSERT_COLUMNS = ("seq", "room_id", "user_id", "text", "client_id", "created_at")
+_INSERT_TYPES = ("bigint", "bigint", "bigint", "text", "text", "timestamptz")
 
 
 class Cursor(Protocol):
@@ -53,6 +57,26 @@ class Dialect(Protocol):
 
     def transaction(self, timeout_s: float | None = None) -> AbstractContextManager[Cursor]:
         """A cursor inside one transaction; waits at most timeout_s for a connection."""
+
+    def row_queries(
+        self, types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> Iterator[tuple[str, Sequence[Any]]]:
+        """Queries whose results are these rows, with their parameters.
+
+        As few queries as the driver's parameter limit allows (PostgreSQL: one,
+        whatever the number of rows); none for no rows. `types` are the columns'
+        PostgreSQL type names. The SQL may already be in the driver's placeholders.
+        """
+
+    def insert_rows(
+        self,
+        cur: Cursor,
+        table: str,
+        columns: Sequence[str],
+        types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Insert many rows in as few round trips as the driver allows."""
 
     def to_datetime(self, value: Any) -> datetime: ...
     def close(self) -> None: ...
@@ -301,59 +325,98 @@ class SqlStore:
     def _append(
         self, cur: _SqlCursor, drafts: Sequence[Draft], now: datetime
     ) -> list[Appended | ChatdError]:
-        outcomes: list[Appended | ChatdError | None] = [None] * len(drafts)
+        # A handful of statements per batch, whatever its size: lock the rooms,
+        # find the resends, insert, advance the counters.
         by_room: dict[RoomId, list[int]] = {}
         for index, draft in enumerate(drafts):
             by_room.setdefault(draft.room_id, []).append(index)
-        # Lock rooms in id order so two instances' writers cannot deadlock.
-        for room_id in sorted(by_room):
-            row = cur.one(
-                "SELECT last_seq FROM rooms WHERE id = ?" + self._dialect.for_update, (room_id,)
-            )
-            if row is None:
-                for index in by_room[room_id]:
-                    outcomes[index] = NotFound(f"room {room_id} no longer exists")
+        last_seqs = self._lock_rooms(cur, sorted(by_room))
+        # A statement of its own, after the lock: under READ COMMITTED it sees what
+        # another instance's writer committed to these rooms while we waited.
+        stored = self._by_client_ids(
+            cur,
+            list(
+                dict.fromkeys(
+                    (d.room_id, d.user_id, d.client_id)
+                    for d in drafts
+                    if d.client_id is not None and d.room_id in last_seqs
+                )
+            ),
+        )
+        outcomes: list[Appended | ChatdError | None] = [None] * len(drafts)
+        rows: list[tuple[Any, ...]] = []
+        advanced: list[tuple[RoomId, int]] = []
+        for room_id, indexes in by_room.items():
+            if room_id not in last_seqs:
+                gone = NotFound(f"room {room_id} no longer exists")
+                for index in indexes:
+                    outcomes[index] = gone
                 continue
-            last_seq: int = row[0]
-            known: dict[tuple[UserId, str], Message] = {}
-            fresh: list[Message] = []
-            for index in by_room[room_id]:
+            seq = last_seqs[room_id]
+            for index in indexes:
                 draft = drafts[index]
-                key = (draft.user_id, draft.client_id) if draft.client_id is not None else None
-                original = key and (known.get(key) or self._by_client_id(cur, room_id, *key))
-                if original:
-                    outcomes[index] = Appended(original, fresh=False)
-                    continue
-                last_seq += 1
+                client_id = draft.client_id
+                if client_id is not None:
+                    key = (room_id, draft.user_id, client_id)
+                    original = stored.get(key)
+                    if original is not None:
+                        outcomes[index] = Appended(original, fresh=False)
+                        continue
+                seq += 1
                 message = Message(
-                    id=MessageId(last_seq),
+                    id=MessageId(seq),
                     room_id=room_id,
                     user_id=draft.user_id,
                     text=draft.text,
                     created_at=now,
-                    client_id=draft.client_id,
+                    client_id=client_id,
                 )
-                fresh.append(message)
                 outcomes[index] = Appended(message, fresh=True)
-                if key:
-                    known[key] = message
-            if fresh:
-                cur.executemany(
-                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(m.id, m.room_id, m.user_id, m.text, now, m.client_id) for m in fresh],
+                rows.append((seq, room_id, draft.user_id, draft.text, client_id, now))
+                if client_id is not None:
+                    stored[key] = message  # a duplicate later in the batch is a resend
+            if seq != last_seqs[room_id]:
+                advanced.append((room_id, seq))
+        if rows:
+            self._dialect.insert_rows(cur.raw, "messages", _INSERT_COLUMNS, _INSERT_TYPES, rows)
+            for source, params in self._dialect.row_queries(("bigint", "bigint"), advanced):
+                cur.execute(
+                    f"WITH k (id, last_seq) AS ({source})"
+                    " UPDATE rooms SET last_seq = k.last_seq FROM k WHERE rooms.id = k.id",
+                    params,
                 )
-                cur.execute("UPDATE rooms SET last_seq = ? WHERE id = ?", (last_seq, room_id))
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _by_client_id(
-        self, cur: _SqlCursor, room_id: RoomId, user_id: UserId, client_id: str
-    ) -> Message | None:
-        row = cur.one(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages"
-            " WHERE room_id = ? AND user_id = ? AND client_id = ?",
-            (room_id, user_id, client_id),
-        )
-        return None if row is None else self._message(row)
+    def _lock_rooms(self, cur: _SqlCursor, room_ids: list[RoomId]) -> dict[RoomId, int]:
+        """Each existing room's last_seq, its row locked until the transaction ends.
+
+        Rooms are locked in id order so two instances' writers cannot deadlock.
+        """
+        last_seqs: dict[RoomId, int] = {}
+        lock = self._dialect.for_update
+        for source, params in self._dialect.row_queries(("bigint",), [(r,) for r in room_ids]):
+            rows = cur.all(
+                f"SELECT id, last_seq FROM rooms WHERE id IN ({source}) ORDER BY id" + lock, params
+            )
+            last_seqs.update((RoomId(row[0]), int(row[1])) for row in rows)
+        return last_seqs
+
+    def _by_client_ids(
+        self, cur: _SqlCursor, keys: list[tuple[RoomId, UserId, str]]
+    ) -> dict[tuple[RoomId, UserId, str], Message]:
+        """The stored messages with these (room, user, client_id) keys."""
+        found: dict[tuple[RoomId, UserId, str], Message] = {}
+        for source, params in self._dialect.row_queries(("bigint", "bigint", "text"), keys):
+            rows = cur.all(
+                f"WITH k (room_id, user_id, client_id) AS ({source})"
+                f" SELECT {_M_COLUMNS} FROM k JOIN messages m ON m.room_id = k.room_id"
+                " AND m.user_id = k.user_id AND m.client_id = k.client_id",
+                params,
+            )
+            for row in rows:
+                message = self._message(row)
+                found[(message.room_id, message.user_id, row[5])] = message
+        return found
 
     async def messages_before(
         self, room_id: RoomId, before: int | None, limit: int
@@ -395,6 +458,11 @@ class _SqlCursor:
     def __init__(self, cur: Cursor, translate: Callable[[str], str]) -> None:
         self._cur = cur
         self._translate = translate
+
+    @property
+    def raw(self) -> Cursor:
+        """The driver's own cursor, for the dialect's bulk operations."""
+        return self._cur
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cur.execute(self._translate(sql), params)

@@ -183,3 +183,107 @@ async def test_concurrent_writers_keep_the_sequence_whole(database_url: str) -> 
     finally:
         for store in stores:
             await store.aclose()
+
+
+async def test_a_batch_mixes_new_drafts_resends_and_duplicates_across_rooms(store: Store) -> None:
+    ann, bob = await make_user(store, "ann@x.io"), await make_user(store, "bob@x.io")
+    first, second, doomed = [await make_room(store, ann) for _ in range(3)]
+    await store.append(
+        [draft(first, ann, "a1", "c-1"), draft(second, ann, "b1", "c-1"), draft(doomed, ann, "d")],
+        NOW,
+    )
+    await store.delete_room(doomed)
+    twice = draft(first, bob, "no client_id")
+    outcomes = await store.append(
+        [
+            draft(second, ann, "b1 again", "c-1"),  # resend of an earlier batch's message
+            draft(doomed, ann, "gone", "c-9"),
+            draft(first, ann, "a2", "c-2"),
+            twice,
+            draft(first, bob, "bob's c-1", "c-1"),  # another user's key is another key
+            draft(second, bob, "b2", "c-2"),
+            draft(first, ann, "a1 again", "c-1"),
+            draft(first, ann, "a2 dup", "c-2"),  # duplicate within this batch
+            twice,  # the very same draft object again: no client_id, so a new message
+            draft(doomed, bob, "gone too"),
+            draft(second, bob, "b2 dup", "c-2"),
+        ],
+        NOW,
+    )
+    assert isinstance(outcomes[1], NotFound) and isinstance(outcomes[9], NotFound)
+    seen = [
+        (o.fresh, o.message.room_id, o.message.id, o.message.text)
+        for o in outcomes
+        if isinstance(o, Appended)
+    ]
+    assert seen == [
+        (False, second, 1, "b1"),
+        (True, first, 2, "a2"),
+        (True, first, 3, "no client_id"),
+        (True, first, 4, "bob's c-1"),
+        (True, second, 2, "b2"),
+        (False, first, 1, "a1"),
+        (False, first, 2, "a2"),
+        (True, first, 5, "no client_id"),
+        (False, second, 2, "b2"),
+    ]
+    assert [m.id for m in await store.messages_after(first, 0, 100)] == [1, 2, 3, 4, 5]
+    assert [m.id for m in await store.messages_after(second, 0, 100)] == [1, 2]
+    assert (await store.last_message_id(first), await store.last_message_id(second)) == (5, 2)
+    resent = await store.append(
+        [draft(first, ann, "x", "c-2"), draft(second, bob, "y", "c-2")], NOW
+    )
+    assert [(o.fresh, o.message.id) for o in resent] == [(False, 2), (False, 2)]  # type: ignore[union-attr]
+
+
+async def test_a_batch_longer_than_sqlites_parameter_limit(store: Store) -> None:
+    """Lookups, inserts and counter updates of a big batch span several statements."""
+    ann = await make_user(store)
+    rooms = [await make_room(store, ann) for _ in range(3)]
+    early = await store.append([draft(rooms[1], ann, "early", "k-1999")], NOW)
+    drafts = [draft(rooms[i % 3], ann, f"m{i}", f"k-{i}") for i in range(2000)]
+    drafts += [draft(rooms[i % 3], ann, f"again {i}", f"k-{i}") for i in range(0, 2000, 7)]
+    outcomes = await store.append(drafts, NOW)
+    assert all(isinstance(o, Appended) for o in outcomes)
+    fresh = [o for o in outcomes if isinstance(o, Appended) and o.fresh]
+    assert len(fresh) == 1999  # k-1999 was stored before, in the room of i % 3 == 1
+    assert outcomes[1999] == Appended(early[0].message, fresh=False)  # type: ignore[union-attr]
+    for index, room in enumerate(rooms):
+        ids = [m.id for m in await store.messages_after(room, 0, 10_000)]
+        assert ids == list(range(1, len(ids) + 1))
+        assert await store.last_message_id(room) == len(ids)
+        assert len(ids) == 667 - (index == 2)
+    for i, outcome in enumerate(outcomes[2000:]):
+        original = outcomes[7 * i]
+        assert isinstance(outcome, Appended) and isinstance(original, Appended)
+        assert not outcome.fresh and outcome.message == original.message
+
+
+async def test_concurrent_resends_of_one_draft_store_it_once(database_url: str) -> None:
+    """Two instances' writers given the same drafts at once: each is stored once, no hole."""
+    stores = [open_store(database_url, pool_size=2) for _ in range(2)]
+    try:
+        ann = await make_user(stores[0])
+        rooms = [await make_room(stores[0], ann) for _ in range(2)]
+        results: list[list[Appended]] = []
+
+        async def write(store: Store, reverse: bool) -> None:
+            for i in range(20):
+                batch = [draft(room, ann, f"m{i}", f"c-{i}") for room in rooms]
+                # Opposite orders in the batch: rooms are still locked in id order.
+                outcomes = await store.append(batch[::-1] if reverse else batch, NOW)
+                results.append([o for o in outcomes if isinstance(o, Appended)])
+
+        async with trio.open_nursery() as nursery:
+            for index, store in enumerate(stores):
+                nursery.start_soon(write, store, index == 1)
+        assert all(len(batch) == 2 for batch in results)
+        fresh = [o.message for batch in results for o in batch if o.fresh]
+        assert len(fresh) == 40
+        for room in rooms:
+            stored = await stores[0].messages_after(room, 0, 1000)
+            assert [m.id for m in stored] == list(range(1, 21))
+            assert sorted(m.client_id or "" for m in stored) == sorted(f"c-{i}" for i in range(20))
+    finally:
+        for store in stores:
+            await store.aclose()
