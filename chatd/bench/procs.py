@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -95,12 +96,14 @@ async def open_child(
     stdout: bool = False,
     merge_stderr: bool = False,
     grace_s: float = STOP_GRACE_S,
+    cwd: Path | None = None,
 ) -> AsyncIterator[Child]:
-    """Run `python args…`; on exit from the block, stop it (SIGTERM, then SIGKILL)."""
+    """Run `python args…` (in `cwd`); on exit from the block, stop it (SIGTERM, then SIGKILL)."""
     # Popen on this (the main) thread, not in trio's thread pool: see the module docstring.
     popen = subprocess.Popen(  # noqa: ASYNC220 - a fork and exec, a millisecond
         [sys.executable, "-c", _GUARD, str(os.getpid()), *args],
         env=env,
+        cwd=cwd,
         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE if stdout else None,
         stderr=subprocess.STDOUT if merge_stderr else None,

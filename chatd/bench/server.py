@@ -48,7 +48,7 @@ async def migrate(settings: Settings, server_src: Path | None) -> None:
     """`chatd migrate` with the server's own code (and so its own schema files)."""
     env = server_env(settings, server_src)
     async with open_child(
-        ["-m", "chatd", "migrate"], env=env, stdout=True, merge_stderr=True
+        ["-m", "chatd", "migrate"], env=env, stdout=True, merge_stderr=True, cwd=server_src
     ) as child:
         assert child.stdout is not None
         output = b"".join([chunk async for chunk in child.stdout])
@@ -86,7 +86,9 @@ async def open_server(
         args += ["--workers", str(workers)]
     env = server_env(settings, server_src)
     async with (
-        open_child(args, env=env, stdout=True, merge_stderr=True) as child,
+        # In server_src too: `python -m` looks in the working directory before PYTHONPATH,
+        # so a bench run from a checkout would otherwise serve that checkout's code.
+        open_child(args, env=env, stdout=True, merge_stderr=True, cwd=server_src) as child,
         trio.open_nursery() as nursery,
     ):
         log = _ServerLog(child)
