@@ -56,6 +56,7 @@ class Presence:
         self._per_room: Counter[RoomId] = Counter()
         self._gone: set[tuple[RoomId, UserId]] = set()
         self._told: dict[RoomId, set[UserId]] = {}
+        self._diffed: set[RoomId] = set()  # rooms whose _told came from the backend
         self._dirty: set[RoomId] = set()
         self._wake = trio.Event()
 
@@ -86,6 +87,14 @@ class Presence:
     async def online(self, room_id: RoomId) -> set[UserId]:
         return await self._backend.online(room_id, self._clock())
 
+    async def online_for_joiner(self, room_id: RoomId) -> set[UserId]:
+        """Who a new local member is told is online: what this instance last told the
+        room's other members, when it has told them anything (no backend round trip per
+        connect; the next sweep's changes reach the joiner too), else the backend's view."""
+        if room_id in self._diffed:
+            return set(self._told[room_id])
+        return await self.online(room_id)
+
     # -- the task ----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -114,7 +123,10 @@ class Presence:
                 changed.add(room_id)
         fresh = [key for key in self._connections if key[1] not in self._told.get(key[0], ())]
         if beat or fresh:
-            await self._backend.refresh(list(self._connections), self._clock() + self._ttl_s)
+            # Between heartbeats only the new entries are written: a connect storm of
+            # thousands would otherwise rewrite every entry on every sweep.
+            entries = list(self._connections) if beat else fresh
+            await self._backend.refresh(entries, self._clock() + self._ttl_s)
             changed.update(room_id for room_id, _ in fresh)
         for room_id in changed:
             self._announce(room_id)
@@ -135,6 +147,7 @@ class Presence:
         for user_id in sorted(told - now_online):
             self._on_change(room_id, user_id, "offline")
         self._told[room_id] = now_online
+        self._diffed.add(room_id)
 
     def _touch(self, room_id: RoomId) -> None:
         self._dirty.add(room_id)
@@ -142,6 +155,7 @@ class Presence:
         if self._per_room[room_id] <= 0:
             del self._per_room[room_id]
             self._told.pop(room_id, None)  # nobody here to tell any more
+            self._diffed.discard(room_id)
 
 
 class LocalPresence:

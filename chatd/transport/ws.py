@@ -285,7 +285,7 @@ class RoomSockets:
     async def _tell_presence(self, member: Member) -> None:
         """Who is here already; changes follow as presence frames."""
         try:
-            online = await self._service.presence.online(member.room_id)
+            online = await self._service.presence.online_for_joiner(member.room_id)
         except Exception:  # presence is advisory; the backend may be away
             return
         for user_id in sorted(online):
