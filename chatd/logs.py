@@ -13,13 +13,16 @@ one request is never seen by another.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
 import os
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from queue import Full, Queue
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -27,6 +30,9 @@ request_id_var: ContextVar[str | None] = ContextVar("chatd_request_id", default=
 user_id_var: ContextVar[int | None] = ContextVar("chatd_user_id", default=None)
 
 FORMATS = ("json", "text", "auto")
+QUEUE_RECORDS = 10_000
+_listener: logging.handlers.QueueListener | None = None
+
 DEFAULT_LEVEL = "INFO"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -99,6 +105,46 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(ids)}]{newline}{rest}"
 
 
+class _Handoff(logging.handlers.QueueHandler):
+    """Hands each record to the writer thread: a logging call never waits on stdout.
+
+    A slow reader of the process's output (a full pipe) would otherwise stop
+    the event loop inside write(). Formatting happens in the writer thread
+    too. When the queue is full, records are dropped and counted, and the
+    count is logged once there is room again.
+    """
+
+    queue: Queue[logging.LogRecord]
+
+    def __init__(self, records: Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg = record.getMessage()  # what the arguments say now, not when written
+        record.args = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self.dropped:
+                note = logging.makeLogRecord(
+                    {"name": __name__, "levelno": logging.WARNING, "levelname": "WARNING"}
+                )
+                note.msg = f"{self.dropped} log lines dropped: the output was not read fast enough"
+                self.queue.put_nowait(note)
+                self.dropped = 0
+            self.queue.put_nowait(record)
+        except Full:
+            self.dropped += 1
+
+
+@atexit.register
+def _stop_listener() -> None:
+    if _listener is not None:
+        _listener.stop()  # writes out what is queued
+
+
 def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, exc, tb)
@@ -135,14 +181,20 @@ def setup_logging(env: Mapping[str, str] | None = None, stream: TextIO | None = 
         problems.append(f"CHATD_LOG_LEVEL={level_name!r} is not a logging level")
         level = logging.getLevelNamesMapping()[DEFAULT_LEVEL]
 
-    handler = logging.StreamHandler(stream)
+    writer = logging.StreamHandler(stream)
     formatter = JsonFormatter() if choose_format(requested, stream) == "json" else TextFormatter()
-    handler.setFormatter(formatter)
-    handler.addFilter(ContextFilter())
+    writer.setFormatter(formatter)
+    handler = _Handoff(Queue(QUEUE_RECORDS))
+    handler.addFilter(ContextFilter())  # in the logging call's own thread and context
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
         old.close()
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+    _listener = logging.handlers.QueueListener(handler.queue, writer)
+    _listener.start()
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)  # warnings.warn() output too, as log lines

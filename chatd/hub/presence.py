@@ -57,6 +57,7 @@ class Presence:
         self._gone: set[tuple[RoomId, UserId]] = set()
         self._told: dict[RoomId, set[UserId]] = {}
         self._diffed: set[RoomId] = set()  # rooms whose _told came from the backend
+        self._joiner_views: dict[RoomId, tuple[float, set[UserId]]] = {}
         self._dirty: set[RoomId] = set()
         self._wake = trio.Event()
 
@@ -88,12 +89,19 @@ class Presence:
         return await self._backend.online(room_id, self._clock())
 
     async def online_for_joiner(self, room_id: RoomId) -> set[UserId]:
-        """Who a new local member is told is online: what this instance last told the
-        room's other members, when it has told them anything (no backend round trip per
-        connect; the next sweep's changes reach the joiner too), else the backend's view."""
+        """Who a new local member is told is online, without a backend round trip per
+        connect: what this instance last told the room's other members, or a view of the
+        backend's at most one coalescing window old (a burst of joiners shares it). The
+        next sweep's changes reach the joiner like everyone else."""
         if room_id in self._diffed:
             return set(self._told[room_id])
-        return await self.online(room_id)
+        view = self._joiner_views.get(room_id)
+        if view is not None and trio.current_time() - view[0] < self._coalesce_s:
+            return set(view[1])
+        online = await self.online(room_id)
+        if room_id in self._told:  # still has local members
+            self._joiner_views[room_id] = (trio.current_time(), online)
+        return set(online)
 
     # -- the task ----------------------------------------------------------
 
@@ -148,6 +156,7 @@ class Presence:
             self._on_change(room_id, user_id, "offline")
         self._told[room_id] = now_online
         self._diffed.add(room_id)
+        self._joiner_views.pop(room_id, None)
 
     def _touch(self, room_id: RoomId) -> None:
         self._dirty.add(room_id)
@@ -156,6 +165,7 @@ class Presence:
             del self._per_room[room_id]
             self._told.pop(room_id, None)  # nobody here to tell any more
             self._diffed.discard(room_id)
+            self._joiner_views.pop(room_id, None)
 
 
 class LocalPresence:

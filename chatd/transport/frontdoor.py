@@ -145,10 +145,12 @@ async def _read_head(sock: socket.socket) -> tuple[bytes | None, bytes]:
     received = b""
     with trio.move_on_after(HEAD_TIMEOUT_S):
         while True:
-            await trio.lowlevel.wait_readable(sock)
             try:
+                # Tried before waiting: the request has usually arrived by the time the
+                # connection is accepted, and a wait costs two epoll_ctl calls.
                 chunk = sock.recv(MAX_HEAD_BYTES)
             except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
                 continue
             except OSError:
                 return None, b""
