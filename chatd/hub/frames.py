@@ -8,6 +8,7 @@ only joins the frames it has queued and writes them with one send.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from typing import Any
@@ -69,10 +70,14 @@ def echo_frame(message: Message) -> Outgoing:
     return Outgoing(_encode("message", message.to_json()))
 
 
+# Typing and presence frames depend only on their arguments: each is made once and
+# shared (a joiner of a room of a hundred is sent a hundred presence frames).
+@functools.lru_cache(maxsize=16_384)
 def typing_frame(user_id: int) -> Outgoing:
     return Outgoing(_encode("typing", {"user_id": user_id}))
 
 
+@functools.lru_cache(maxsize=32_768)
 def presence_frame(user_id: int, status: str) -> Outgoing:
     return Outgoing(_encode("presence", {"user_id": user_id, "status": status}))
 
