@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NewType
 
@@ -54,6 +55,17 @@ class Message:
     text: str
     created_at: datetime
     client_id: str | None = None
+    # to_json() as compact JSON text, made on first use: the bus, the recent cache and
+    # every socket's frame carry these same characters, so they are made once.
+    _encoded: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def encoded(self) -> str:
+        encoded = self._encoded
+        if encoded is None:
+            encoded = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+            object.__setattr__(self, "_encoded", encoded)  # a cache, not a change
+        return encoded
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {

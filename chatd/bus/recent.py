@@ -37,7 +37,7 @@ class RecentCache:
     def encode(message: Message) -> str:
         """The message as the cache stores it (and the bus carries it). Deterministic,
         so a publication retried after a fault does not add a second member."""
-        return json.dumps(message.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return message.encoded
 
     def add(self, pipe: Any, room_id: RoomId, messages: list[Message], encoded: list[str]) -> None:
         """Queue on `pipe` the writes that cache these messages of one room."""

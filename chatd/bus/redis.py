@@ -71,6 +71,8 @@ class RedisBus:
         self._sink = sink
         self._on_reconnect = on_reconnect
         self._instance = instance_id
+        # Our publications start with this (see _encode_messages and _encode_signal).
+        self._own_prefix = f'{{"o":{json.dumps(instance_id)},'
         self._prefix = prefix
         self._backoff_cap_s = backoff_cap_s
         self.recent = RecentCache(prefix, recent_size)
@@ -134,7 +136,8 @@ class RedisBus:
 
     def _encode_signal(self, signal: Signal) -> str:
         return json.dumps(
-            {"o": self._instance, "s": signal.kind, "r": signal.room_id, "u": signal.user_id}
+            {"o": self._instance, "s": signal.kind, "r": signal.room_id, "u": signal.user_id},
+            separators=(",", ":"),
         )
 
     def _encode_messages(self, messages_json: list[str]) -> str:
@@ -146,9 +149,11 @@ class RedisBus:
         return f'{{"o":{origin},"ms":[{",".join(messages_json)}]}}'
 
     def _decode(self, raw: str) -> list[Message | Signal]:
+        if raw.startswith(self._own_prefix):
+            return []  # our own, delivered locally when published: not worth parsing
         body = json.loads(raw)
         if body.get("o") == self._instance:
-            return []  # our own: delivered locally when published
+            return []
         if "m" in body:
             return [Message.from_json(body["m"])]
         if "ms" in body:

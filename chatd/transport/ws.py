@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from contextlib import suppress
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -149,7 +149,7 @@ class RoomSockets:
             member, replay_to, ids = admitted
             del admitted
             service, metrics = self._service, self._service.metrics
-            ended: PeerClosed | ProtocolError | None = None
+            ended: _Ended | None = None
             metrics.ws_connections.inc()
             metrics.ws_connections_active.inc()
             try:
@@ -160,13 +160,18 @@ class RoomSockets:
                     except ChatdError as exc:  # a bad frame, or the server going away
                         member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
             except (PeerClosed, ProtocolError) as exc:
-                ended = exc
+                # Only what the close needs: the exception's traceback would hold this
+                # frame, and so the whole connection, in a cycle until a full collection.
+                ended = _Ended(isinstance(exc, PeerClosed), exc.code, getattr(exc, "why", ""))
             finally:
                 metrics.ws_connections_active.dec()
                 service.hub.leave(member)
             await self._close(connection, member, ended)
         finally:
             connection.shut()
+            # Member and Connection refer to each other: undo it, so that they are freed
+            # when this task ends rather than by a full collection much later.
+            connection.member = None
         elapsed_s = time.perf_counter() - started
         access_log.info("websocket %s: closed after %.1f s", ids[0], elapsed_s, extra=ids[1])
 
@@ -267,12 +272,10 @@ class RoomSockets:
         else:
             raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
 
-    async def _close(
-        self, connection: Connection, member: Member, ended: PeerClosed | ProtocolError | None
-    ) -> None:
-        if isinstance(ended, PeerClosed):
+    async def _close(self, connection: Connection, member: Member, ended: _Ended | None) -> None:
+        if ended is not None and ended.by_peer:
             await connection.answer_close(ended.code)
-        elif isinstance(ended, ProtocolError):
+        elif ended is not None:  # the peer broke the protocol
             await connection.close(ended.code, ended.why)
         else:  # asked to close: room gone, slow, restarting, resync
             if member.close_code == SLOW_CONSUMER:
@@ -316,6 +319,14 @@ class RoomSockets:
             await connection.send_now(connection.encode([message_frame(m) for m in page]))
             connection.sent_id = page[-1].id
         return True
+
+
+class _Ended(NamedTuple):
+    """How the connection ended, when it was not asked to: closed by the peer, or broken."""
+
+    by_peer: bool
+    code: int
+    why: str
 
 
 def _close_reason(why: str, last_id: int) -> str:
