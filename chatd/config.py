@@ -48,6 +48,8 @@ class Settings:
     # the writer is saturated. One batch can land in one room's inbox and in every
     # outbox at once, so keep it at half of room_inbox_size and outbox_size or less.
     writer_batch_max: int = 512
+    # Batches committed at once (PostgreSQL), each for its own share of the rooms.
+    writer_lanes: int = 2
     room_inbox_size: int = 1024
     replay_cap: int = 1000
     max_frame_bytes: int = 64 * 1024

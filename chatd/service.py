@@ -87,7 +87,15 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             clock=time.time,  # shared with other instances: wall clock
         )
         hub.attach(bus, presence)
-        writer = Writer(store, bus, metrics, settings.writer_queue_size, settings.writer_batch_max)
+        writer = Writer(
+            store,
+            bus,
+            metrics,
+            settings.writer_queue_size,
+            settings.writer_batch_max,
+            # SQLite has one write lock: a second lane would only wait for it.
+            lanes=1 if settings.sqlite_path else settings.writer_lanes,
+        )
         accounts = Accounts(
             store,
             TokenPolicy(

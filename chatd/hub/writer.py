@@ -25,48 +25,65 @@ Pending = tuple[Draft, Member]
 
 
 class Writer:
+    """`lanes` batch loops, each with its own queue and transaction; a room always goes
+    to the same lane (room id modulo lanes), so its messages keep their order and two
+    lanes never wait for each other's row locks. With PostgreSQL, two lanes commit two
+    batches at once while the event loop prepares and publishes."""
+
     def __init__(
-        self, store: Store, bus: Bus, metrics: Metrics, queue_size: int, batch_max: int
+        self,
+        store: Store,
+        bus: Bus,
+        metrics: Metrics,
+        queue_size: int,
+        batch_max: int,
+        lanes: int = 1,
     ) -> None:
         self._store = store
         self._bus = bus
         self._metrics = metrics
         self._batch_max = batch_max
-        self._send, self._recv = trio.open_memory_channel[Pending](queue_size)
+        channels = [trio.open_memory_channel[Pending](queue_size) for _ in range(lanes)]
+        self._sends = [send for send, _ in channels]
+        self._recvs = [recv for _, recv in channels]
         self._finished = trio.Event()
 
     async def submit(self, draft: Draft, sender: Member) -> None:
-        """Queue a draft; waits only while the writer is a full queue behind."""
+        """Queue a draft; waits only while its lane is a full queue behind."""
         self._metrics.messages_received.inc()
+        lane = self._sends[draft.room_id % len(self._sends)]
         try:
             try:
                 # No task switch per message while there is room (a sender that
                 # pipelines many messages per read is handled in one step).
-                self._send.send_nowait((draft, sender))
+                lane.send_nowait((draft, sender))
             except trio.WouldBlock:
-                await self._send.send((draft, sender))
+                await lane.send((draft, sender))
         except trio.ClosedResourceError:
             raise ShuttingDown("the server is restarting; send again after reconnecting") from None
 
     async def flush(self) -> None:
         """Take no more drafts, and return once everything queued is committed."""
-        self._send.close()
+        for lane in self._sends:
+            lane.close()
         await self._finished.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
-            await self._write_batches()
+            async with trio.open_nursery() as nursery:
+                for recv in self._recvs:
+                    nursery.start_soon(self._write_batches, recv)
         finally:
             self._finished.set()
 
-    async def _write_batches(self) -> None:
-        async for first in self._recv:
+    async def _write_batches(self, recv: trio.MemoryReceiveChannel[Pending]) -> None:
+        async for first in recv:
             batch = [first]
             # Whatever queued up while the last batch committed goes in this one.
             while len(batch) < self._batch_max:
                 try:
-                    batch.append(self._recv.receive_nowait())
+                    batch.append(recv.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):  # flush() closed the queue
                     break
             await self._persist(batch)

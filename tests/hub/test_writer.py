@@ -46,3 +46,27 @@ async def test_a_flush_mid_batch_commits_what_was_queued(
     stored = await sqlite_store.messages_after(RoomId(room), 0, 100)
     assert [m.text for m in stored] == [f"m{i}" for i in range(7)]
     assert sender.pending == []  # no error frame: every send was committed
+
+
+async def test_lanes_commit_rooms_side_by_side_each_in_order(
+    nursery: trio.Nursery, store: Store
+) -> None:
+    owner = (await store.create_user("lanes@x.io", "h")).id
+    rooms = [RoomId((await store.create_room(owner, f"r{i}", "public", NOW)).id) for i in range(4)]
+    published: list[tuple[int, int]] = []
+    bus = LocalBus(lambda event: published.append((event.room_id, getattr(event, "id", 0))))
+    for room in rooms:
+        await bus.subscribe(room)
+    writer = Writer(store, bus, Metrics(), queue_size=8, batch_max=3, lanes=2)
+    await nursery.start(writer.run)
+    sender = Member(rooms[0], owner, outbox_size=64)
+    for i in range(10):
+        for room in rooms:
+            await writer.submit(Draft(room, owner, f"{room}-{i}", f"{room}-{i}"), sender)
+    with trio.fail_after(10):
+        await writer.flush()
+    for room in rooms:  # every room: all ten, ids 1..10 in the order they were sent
+        assert [m for r, m in published if r == room] == list(range(1, 11))
+        stored = await store.messages_after(room, 0, 100)
+        assert [m.text for m in stored] == [f"{room}-{i}" for i in range(10)]
+    assert sender.pending == []
