@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 import trio
 import trio.testing
 
@@ -14,18 +12,9 @@ from chatd.hub.member import SLOW_CONSUMER, Member
 from chatd.hub.room import Room
 from chatd.metrics import Metrics
 from chatd.model import Appended, Draft, Message, RoomId
-from chatd.store import Store, open_store
+from chatd.store import Store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_database: str) -> AsyncIterator[Store]:
-    store = open_store(sqlite_database)
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 async def commit(store: Store, room: RoomId, count: int) -> list[Message]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 import trio
 
 from chatd.bus.local import LocalBus
@@ -13,18 +11,9 @@ from chatd.hub.member import Member
 from chatd.hub.writer import Writer
 from chatd.metrics import Metrics
 from chatd.model import Draft, RoomId
-from chatd.store import Store, open_store
+from chatd.store import Store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_database: str) -> AsyncIterator[Store]:
-    store = open_store(sqlite_database)
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 async def test_a_flush_mid_batch_commits_what_was_queued(
