@@ -17,6 +17,7 @@ from chatd.store import Store, open_store
 from chatd.store.migrate import apply_migrations
 from tests.helpers import Api
 from tests.pgserver import PgServer, missing_binaries_reason
+from tests.redisserver import RedisServer, missing_redis_reason
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEMPLATE_DB = "chatd_template"
@@ -82,6 +83,20 @@ def settings_for(database_url: str) -> Settings:
         jwt_secret="test-secret-that-is-long-enough-for-hs256",
         bcrypt_rounds=4,  # the minimum: the suite hashes hundreds of passwords
     )
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A throwaway redis-server on a free port, for this test alone."""
+    reason = missing_redis_reason()
+    if reason:
+        skip_or_fail(f"tests of the Redis bus need Redis: {reason}")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture

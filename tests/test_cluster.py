@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,25 +16,11 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import skip_or_fail
 from tests.helpers import Account, Api
-from tests.redisserver import RedisServer, missing_redis_reason
+from tests.redisserver import RedisServer
 
 PRESENCE_TTL_S = 3.0
 SECRET = "cluster-test-secret-long-enough-for-hs256!"
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    reason = missing_redis_reason()
-    if reason:
-        skip_or_fail(f"multi-instance tests need Redis: {reason}")
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @dataclass

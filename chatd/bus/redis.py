@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import coredis
 import trio
 from coredis.exceptions import RedisError
@@ -38,7 +39,16 @@ PUBLISH_BATCH_MAX = 512
 DROPPED_ROOMS_MAX = 10_000
 CONNECT_TIMEOUT_S = 2.0
 # Network faults, and Redis answering something we cannot use.
-FAULTS = (RedisError, OSError, TimeoutError, trio.BrokenResourceError)
+# coredis runs on anyio: a connection it closed under us (on a reconnect, or while
+# the bus shuts down and its pub/sub unsubscribes) raises anyio's resource errors.
+FAULTS = (
+    RedisError,
+    OSError,
+    TimeoutError,
+    trio.BrokenResourceError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
