@@ -26,7 +26,7 @@ from chatd.hub.frames import PONG, error_frame, message_frame, presence_frame
 from chatd.hub.member import SLOW_CONSUMER, Member
 from chatd.hub.room import RESYNC
 from chatd.logs import request_id_var, user_id_var
-from chatd.model import Draft, Signal, UserId
+from chatd.model import Draft, RoomId, Signal, UserId
 from chatd.service import Service
 from chatd.transport.context import HEADER, clean_request_id, printable
 from chatd.transport.http import bearer_token, query_int, room_id_param
@@ -35,7 +35,6 @@ from chatd.transport.websocket.codec import NORMAL, ProtocolError
 from chatd.transport.websocket.connection import CLOSE_TIMEOUT_S, Connection, PeerClosed
 from chatd.transport.websocket.flusher import Flusher
 
-log = logging.getLogger(__name__)
 access_log = logging.getLogger("chatd.access")
 
 MAX_CLIENT_ID_CHARS = 64
@@ -192,9 +191,9 @@ class RoomSockets:
         try:
             access_log.info("websocket %s: opening", path)
             try:
-                user_id = self._authenticate(request)
+                room_id, user_id = self._authenticate(request)
                 user_token = user_id_var.set(user_id)
-                member, since = await self._check(connection, request, user_id)
+                member, since = await self._check(connection, request, room_id, user_id)
             except ChatdError as exc:
                 extra = {HEADER: request_id, **getattr(exc, "headers", {})}
                 with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(OSError, PeerClosed):
@@ -202,7 +201,6 @@ class RoomSockets:
                 access_log.info("websocket %s: refused %s", path, exc.status)
                 return None
             subprotocol = BATCH_SUBPROTOCOL if connection.batched else None
-            connection.hold()  # nothing reaches the socket before the 101 answer
             # Join before completing the handshake: once a client is connected,
             # every message committed from then on reaches it.
             joined_at = await self._service.hub.join(member)
@@ -222,23 +220,27 @@ class RoomSockets:
                 user_id_var.reset(user_token)
             request_id_var.reset(request_token)
 
-    def _authenticate(self, request: handshake.Request) -> UserId:
+    def _authenticate(self, request: handshake.Request) -> tuple[RoomId, UserId]:
+        """The room asked for and who asks, from checks that need no I/O."""
         if (problem := handshake.problem(request)) is not None:
             raise _Refused(*problem)
-        if ROOM_PATH.fullmatch(request.path) is None:
+        matched = ROOM_PATH.fullmatch(request.path)
+        if matched is None:
             raise NotFound(f"no WebSocket route {printable(request.path)}")
         if self._service.draining.is_set():
             raise ShuttingDown("this instance is restarting; connect again (another will answer)")
         token = bearer_token(request.headers, request.query)
-        return verify_access_token(token, self._settings.jwt_secret)
+        user_id = verify_access_token(token, self._settings.jwt_secret)
+        return room_id_param(int(matched.group(1))), user_id
 
     async def _check(
-        self, connection: Connection, request: handshake.Request, user_id: UserId
+        self,
+        connection: Connection,
+        request: handshake.Request,
+        room_id: RoomId,
+        user_id: UserId,
     ) -> tuple[Member, int | None]:
         settings = self._settings
-        matched = ROOM_PATH.fullmatch(request.path)
-        assert matched is not None
-        room_id = room_id_param(int(matched.group(1)))
         await readable_room(self._service.store, room_id, user_id)
         since = query_int(request.query, "since", default=None, low=0)
         connection.batched = BATCH_SUBPROTOCOL in handshake.offered_subprotocols(request)

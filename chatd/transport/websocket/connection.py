@@ -28,6 +28,7 @@ from chatd.transport.websocket.codec import (
     CLOSE,
     CONTINUATION,
     INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
     NORMAL,
     PING,
     PONG,
@@ -90,7 +91,9 @@ class Connection:
         self.batched = batched  # the client asked for several events per frame
         self.sent_id = 0  # the newest message id fully written to the socket
         self._scheduler = scheduler
-        self._held = False  # this connection's task is writing; the Flusher keeps off
+        # This connection's task is writing, so the Flusher keeps off: from the start,
+        # until release(), since the handshake's answer goes out before any frame.
+        self._held = True
         self._stalled: memoryview | None = None  # bytes that must go out before any other
         self._stalled_id = 0  # sent_id once _stalled is out
         self._inbox: bytes | bytearray | None = None  # received, not yet parsed
@@ -205,11 +208,8 @@ class Connection:
         self._held = True
         await self._send_stalled(wakeable=False)
 
-    def hold(self) -> None:
-        """Keep the Flusher off while this task writes (a replay, before going live)."""
-        self._held = True
-
     def release(self) -> None:
+        """The handshake (and any replay) is written: the Flusher takes over."""
         self._held = False
         if self.member is not None and self.member.pending:
             self._scheduler.schedule(self)
@@ -291,7 +291,7 @@ class Connection:
             self._fragments = [bytes((opcode,)), payload]
         size = sum(len(part) for part in self._fragments) - 1
         if size > self.max_message_bytes:
-            raise ProtocolError(1009, "message too big")
+            raise ProtocolError(MESSAGE_TOO_BIG, "message too big")
         if not fin:
             return None
         first, *parts = self._fragments
@@ -325,17 +325,11 @@ class Connection:
             self._waiting.cancel()
 
     async def close(self, code: int, reason: str = "") -> None:
-        """The closing handshake: our close frame, then the peer's (or a timeout)."""
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            self._held = True
-            try:
-                await self._send_stalled(wakeable=False)  # a frame cut in half is no frame
-                self._stalled = memoryview(close_frame(code, reason))
-                await self._send_stalled(wakeable=False)
-                await self._await_peer_close()
-            except (PeerClosed, ProtocolError):
-                pass
-        self.shut()
+        """The closing handshake: our close frame, then the peer's, or a timeout (then
+        shut(): the connection's owner does that whatever happened)."""
+        with trio.move_on_after(CLOSE_TIMEOUT_S), contextlib.suppress(PeerClosed, ProtocolError):
+            await self._send_close_frame(code, reason)
+            await self._await_peer_close()
 
     async def _await_peer_close(self) -> None:
         while True:
@@ -348,18 +342,17 @@ class Connection:
             self._read()
 
     async def answer_close(self, code: int) -> None:
-        """The peer closed first: echo its code, as the protocol asks, and hang up."""
+        """The peer closed first: echo its code, as the protocol asks (then shut())."""
         if code in (1005, 1006):
             code = NORMAL
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            self._held = True
-            try:
-                await self._send_stalled(wakeable=False)
-                self._stalled = memoryview(close_frame(code))
-                await self._send_stalled(wakeable=False)
-            except PeerClosed:
-                pass
-        self.shut()
+        with trio.move_on_after(CLOSE_TIMEOUT_S), contextlib.suppress(PeerClosed):
+            await self._send_close_frame(code)
+
+    async def _send_close_frame(self, code: int, reason: str = "") -> None:
+        self._held = True  # nothing goes after a close frame
+        await self._send_stalled(wakeable=False)  # a frame cut in half is no frame
+        self._stalled = memoryview(close_frame(code, reason))
+        await self._send_stalled(wakeable=False)
 
     def shut(self) -> None:
         with contextlib.suppress(OSError):  # the peer may be gone already
