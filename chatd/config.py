@@ -41,7 +41,7 @@ class Settings:
     # are shared between sockets, so a slot costs a pointer. Keep it well above
     # writer_batch_max: one committed batch lands in every outbox at once.
     outbox_size: int = 1024
-    # Drafts waiting for the writer; full means senders wait (backpressure). A longer
+    # Drafts waiting for the writer, per lane; full means senders wait (backpressure). A longer
     # queue measured no faster, only slower to answer when the database falls behind.
     writer_queue_size: int = 1024
     # Drafts per transaction at most: 512 commits ~20% more messages/s than 256 when

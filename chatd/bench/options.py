@@ -41,45 +41,100 @@ class BenchOptions:
     duration_s: float = 10.0
 
 
+DEFAULTS = BenchOptions()  # the one place each default is written
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--scenario",
         choices=SCENARIOS,
-        default="echo",
+        default=DEFAULTS.scenario,
         help="echo (default): one room, one message in flight per client; fanout: R rooms x C "
         "clients, a step-up search for the highest rate with p99 < --p99-ms and nothing lost; "
         "idle: N open sockets, connects/s and server memory per socket; flood: pipelined "
         "senders, messages persisted/s",
     )
     add("--runs", type=int, help="repetitions, medians printed (default: echo 3, others 1)")
-    add("--workers", type=int, default=1, help="`serve --workers N` for the server under test")
+    add(
+        "--workers",
+        type=int,
+        default=DEFAULTS.workers,
+        help="`serve --workers N` for the server under test",
+    )
     add("--server-src", type=Path, metavar="DIR", help="run the server from this checkout")
     add("--client-procs", type=int, help="client processes (default: 1; 2 from 100 sockets)")
     add("--json", action="store_true", help="JSON results on stdout (the text goes to stderr)")
-    add("--text-bytes", type=int, default=100, help="size of each message text")
-    add("--clients", type=int, default=50, help="sockets in a room (echo, fanout)")
-    add("--messages", type=int, default=40, help="echo: messages each client sends")
+    add("--text-bytes", type=int, default=DEFAULTS.text_bytes, help="size of each message text")
+    add("--clients", type=int, default=DEFAULTS.clients, help="sockets in a room (echo, fanout)")
+    add("--messages", type=int, default=DEFAULTS.messages, help="echo: messages each client sends")
     add("--rooms", type=int, help="fanout: rooms (10); idle: rooms the sockets spread over (50)")
-    add("--concurrency", type=int, default=200, help="connection attempts in flight")
-    add("--step-s", type=float, default=4.0, help="fanout: length of a step")
+    add(
+        "--concurrency",
+        type=int,
+        default=DEFAULTS.concurrency,
+        help="connection attempts in flight",
+    )
+    add("--step-s", type=float, default=DEFAULTS.step_s, help="fanout: length of a step")
     add("--settle-s", type=float, help="wait for stragglers (fanout: 1) or before RSS (idle: 5)")
-    add("--start-rate", type=float, default=1000.0, help="fanout: first step, deliveries/s")
-    add("--factor", type=float, default=1.5, help="fanout: rate multiplier while steps pass")
-    add("--refine", type=int, default=3, help="fanout: steps between last pass and first fail")
-    add("--max-steps", type=int, default=20, help="fanout: steps in a search at most")
-    add("--p99-ms", type=float, default=100.0, help="fanout: a step passes below this p99")
+    add(
+        "--start-rate",
+        type=float,
+        default=DEFAULTS.start_rate,
+        help="fanout: first step, deliveries/s",
+    )
+    add(
+        "--factor",
+        type=float,
+        default=DEFAULTS.factor,
+        help="fanout: rate multiplier while steps pass",
+    )
+    add(
+        "--refine",
+        type=int,
+        default=DEFAULTS.refine,
+        help="fanout: steps between last pass and first fail",
+    )
+    add(
+        "--max-steps",
+        type=int,
+        default=DEFAULTS.max_steps,
+        help="fanout: steps in a search at most",
+    )
+    add(
+        "--p99-ms", type=float, default=DEFAULTS.p99_ms, help="fanout: a step passes below this p99"
+    )
     add(
         "--rate",
         type=float,
         help="deliveries/s; fanout: one step at this rate, no search; idle: light traffic",
     )
-    add("--connections", type=int, default=5000, help="idle: sockets to open")
+    add("--connections", type=int, default=DEFAULTS.connections, help="idle: sockets to open")
     add("--users", type=int, help="idle: users the sockets log in as (default: one per socket)")
-    add("--hold-s", type=float, default=10.0, help="idle: how long they stay open after that")
-    add("--senders", type=int, default=50, help="flood: senders, each in a room of its own")
-    add("--window", type=int, default=64, help="flood: unacknowledged messages per sender")
-    add("--duration-s", type=float, default=10.0, help="flood: how long the senders send")
+    add(
+        "--hold-s",
+        type=float,
+        default=DEFAULTS.hold_s,
+        help="idle: how long they stay open after that",
+    )
+    add(
+        "--senders",
+        type=int,
+        default=DEFAULTS.senders,
+        help="flood: senders, each in a room of its own",
+    )
+    add(
+        "--window",
+        type=int,
+        default=DEFAULTS.window,
+        help="flood: unacknowledged messages per sender",
+    )
+    add(
+        "--duration-s",
+        type=float,
+        default=DEFAULTS.duration_s,
+        help="flood: how long the senders send",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
