@@ -13,7 +13,7 @@ import logging
 
 import trio
 
-from chatd.hub.member import SERVICE_RESTART
+from chatd.closecodes import SERVICE_RESTART
 from chatd.service import Service
 
 log = logging.getLogger(__name__)

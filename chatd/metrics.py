@@ -86,6 +86,15 @@ class Metrics:
             "chatd_slow_consumer_disconnects", "Connections closed because their outbox was full."
         )
         self.rooms_active = gauge("chatd_rooms_active", "Rooms with at least one local connection.")
+        self.rate_limit_refusals = counter(
+            "chatd_rate_limit_refusals",
+            "Requests, logins and WebSocket sends refused by a rate limit, by limit name.",
+            ("limit",),
+        )
+        self.room_failures = counter(
+            "chatd_room_failures",
+            "Unexpected errors in a room task: its sockets closed (1011) and the room restarted.",
+        )
         self.event_loop_lag = histogram(
             "chatd_event_loop_lag_seconds",
             "How late a periodic tick runs: time the event loop was too busy to notice.",

@@ -92,6 +92,7 @@ class Message:
 
 
 SignalKind = Literal["typing", "presence", "resync"]
+SIGNALS: tuple[SignalKind, ...] = ("typing", "presence", "resync")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,40 @@ class Signal:
     room_id: RoomId
     kind: SignalKind
     user_id: UserId | None = None
+
+
+RoomChangeKind = Literal["deleted", "member_removed", "visibility_changed"]
+ROOM_CHANGES: tuple[RoomChangeKind, ...] = ("deleted", "member_removed", "visibility_changed")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChange:
+    """A committed change to a room that its open connections must act on.
+
+    It says what changed, not who may stay: the room task reads the store
+    (the truth) before closing anyone, so changes applied in any order, or
+    twice, end the same way. deleted: every connection closes (4404).
+    member_removed: `user_id` left; in a private room their sockets close
+    (4403). visibility_changed: a room turned private closes the sockets of
+    everyone who is not a member (4403).
+    """
+
+    room_id: RoomId
+    kind: RoomChangeKind
+    user_id: UserId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """This instance's verdict that a user came online or went offline in a room."""
+
+    room_id: RoomId
+    user_id: UserId
+    status: Literal["online", "offline"]
+
+
+# Everything the bus carries to every instance's rooms.
+BusEvent = Message | Signal | RoomChange
 
 
 @dataclass(frozen=True, slots=True)

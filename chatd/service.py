@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -22,6 +23,8 @@ from chatd.hub.hub import Hub
 from chatd.hub.presence import LocalPresence, Presence, PresenceBackend
 from chatd.hub.writer import Writer
 from chatd.metrics import Metrics
+from chatd.model import RoomId, Signal
+from chatd.ratelimit import Limits
 from chatd.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -43,22 +46,38 @@ class Service:
     history: History
     # Set on SIGTERM: readiness fails and new sockets are refused while we drain.
     draining: trio.Event
+    limits: Limits
 
 
-def open_bus(settings: Settings, hub: Hub, metrics: Metrics) -> tuple[Bus, PresenceBackend]:
+def open_bus(settings: Settings, metrics: Metrics) -> tuple[Bus, PresenceBackend]:
     """Redis when configured (many instances as one service), else in-process."""
     if not settings.redis_url:
-        return LocalBus(hub.dispatch_nowait), LocalPresence()
+        return LocalBus(), LocalPresence()
     bus = RedisBus(
         settings.redis_url,
-        hub.dispatch_nowait,
-        on_reconnect=hub.resync_all,
         instance_id=INSTANCE_ID,
         prefix=settings.redis_prefix,
         recent_size=settings.recent_cache_size,
         metrics=metrics,
     )
     return bus, RedisPresence(settings.redis_prefix, INSTANCE_ID, lambda: bus.recent.client)
+
+
+def presence_announcer(bus: Bus) -> Callable[[RoomId], None]:
+    """How the presence tracker asks every instance to look at a room's presence again."""
+
+    def announce(room_id: RoomId) -> None:
+        bus.publish_nowait(Signal(room_id, "presence"))
+
+    return announce
+
+
+def redis_client_of(bus: Bus) -> Callable[[], Any] | None:
+    """The bus's Redis client (None until it connects), for what else shares state there."""
+    if not isinstance(bus, RedisBus):
+        return None
+    recent = bus.recent
+    return lambda: recent.client
 
 
 async def watch_event_loop(metrics: Metrics, period_s: float = 0.5) -> None:
@@ -77,16 +96,14 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
     )
     try:
         metrics = Metrics()
-        hub = Hub(store, metrics, settings.room_inbox_size)
-        bus, presence_backend = open_bus(settings, hub, metrics)
+        bus, presence_backend = open_bus(settings, metrics)
         presence = Presence(
             presence_backend,
             ttl_s=settings.presence_ttl_s,
-            on_change=hub.presence_changed,
-            announce=hub.announce_presence,
+            announce=presence_announcer(bus),
             clock=time.time,  # shared with other instances: wall clock
         )
-        hub.attach(bus, presence)
+        hub = Hub(store, bus, presence, metrics, settings.room_inbox_size)
         writer = Writer(
             store,
             bus,
@@ -106,12 +123,18 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 refresh_replay_grace_s=settings.refresh_replay_grace_s,
             ),
         )
+        # Shared through the bus's Redis connection when there is one.
+        limits = Limits(settings, metrics, redis_client_of(bus))
         async with trio.open_nursery() as nursery:
-            await nursery.start(bus.run)
+            # The hub is the sink of the bus and of the presence tracker: what they
+            # carry goes to its room tasks.
+            await nursery.start(bus.run, hub.dispatch_nowait, hub.resync_all)
             await nursery.start(hub.run)
-            await nursery.start(presence.run)
+            await nursery.start(presence.run, hub.presence_changed)
             nursery.start_soon(watch_event_loop, metrics)
             await nursery.start(writer.run)
+            await nursery.start(accounts.cutoffs.run, hub.end_sessions)
+            await nursery.start(limits.run)
             recent = bus.recent if isinstance(bus, RedisBus) else None
             history = History(store, recent, metrics)
             yield Service(
@@ -125,6 +148,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 presence,
                 history,
                 trio.Event(),
+                limits,
             )
             nursery.cancel_scope.cancel()
     finally:

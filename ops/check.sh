@@ -58,7 +58,7 @@ CHATD_METRICS=(
     chatd_persist_batch_size chatd_persist_batch_duration_seconds
     chatd_bus_publish_duration_seconds chatd_bus_reconnects_total
     chatd_bus_connected chatd_slow_consumer_disconnects_total
-    chatd_rooms_active chatd_event_loop_lag_seconds
+    chatd_rooms_active chatd_event_loop_lag_seconds chatd_room_failures_total
 )
 
 log() { printf '%s\n' "$*"; }

@@ -17,14 +17,14 @@ from typing import Any
 
 import trio
 
-from chatd.bench.client import Closed, HandshakeFailed, Reactor, WebSocket, connect
+from chatd import closecodes
+from chatd.bench.client import Closed, HandshakeFailed, Reactor, WebSocket, connect, failure_reason
 from chatd.bench.stats import histogram
 from chatd.bench.wire import filler_text, frame_type, message_frame, read_message
 
 CONNECT_TIMEOUT_S = 30.0
 RECONNECT_FIRST_S = 0.2
 RECONNECT_MAX_S = 5.0
-FATAL_CLOSES = {4403, 4404}  # removed from the room, room deleted: no point coming back
 NO_STEP = -2  # between steps: every message is late
 
 
@@ -84,7 +84,7 @@ class Load:
                     with trio.fail_after(CONNECT_TIMEOUT_S):
                         conn.ws = await connect(self._host, self._port, conn.path)
                 except (OSError, HandshakeFailed, trio.TooSlowError) as exc:
-                    failures[_reason(exc)] += 1
+                    failures[failure_reason(exc)] += 1
                     return
                 handshakes_us.append((time.monotonic_ns() - began) // 1000)
             self.conns.append(conn)
@@ -110,7 +110,7 @@ class Load:
         if self.closing:
             return
         self.closes[closed.code] += 1
-        if closed.code not in FATAL_CLOSES:
+        if closecodes.then_for(closed.code) != "stop":  # removed, deleted: no way back
             self._nursery.start_soon(self._reconnect, conn)
 
     def _tally(self, conn: Conn, frames: list[bytes]) -> None:
@@ -299,11 +299,3 @@ class Load:
             "others": dict(self.others),
             "connected": sum(conn.ws is not None for conn in self.conns),
         }
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, HandshakeFailed):
-        return exc.status
-    if isinstance(exc, trio.TooSlowError):
-        return "timeout"
-    return type(exc).__name__

@@ -1,6 +1,6 @@
-"""The Bus protocol: carry committed messages and room signals to every instance.
+"""The Bus protocol: carry committed messages and room events to every instance.
 
-Local sends travel the bus too, so every message reaches a room by one path.
+Local sends travel the bus too, so every event reaches a room by one path.
 """
 
 from __future__ import annotations
@@ -10,17 +10,28 @@ from typing import Protocol
 
 import trio
 
-from chatd.model import Message, RoomId, Signal
+from chatd.model import BusEvent, RoomId
 
-Sink = Callable[[Message | Signal], None]
+Sink = Callable[[BusEvent], None]
+
+
+def _not_running(event: BusEvent) -> None:
+    raise RuntimeError("the bus is not running: nothing receives its events yet")
 
 
 class Bus(Protocol):
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Carry messages until cancelled; started() once publish_nowait() may be called."""
+    async def run(
+        self,
+        sink: Sink,
+        resync: Callable[[], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Carry events to `sink` until cancelled; started() once publish_nowait() may be
+        called. `resync` is called when events may have been missed (a reconnect)."""
 
-    def publish_nowait(self, event: Message | Signal) -> None:
-        """Hand a committed message or a signal to every instance, this one included.
+    def publish_nowait(self, event: BusEvent) -> None:
+        """Hand a committed message or a room event to every instance, this one included.
 
         Never waits on the network: the local sink gets it at once.
         """
@@ -33,3 +44,6 @@ class Bus(Protocol):
 
     def health(self) -> str:
         """ "ok", or why other instances cannot be reached right now."""
+
+
+NOT_RUNNING: Sink = _not_running

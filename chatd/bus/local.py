@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
-from chatd.bus.base import Sink
-from chatd.model import Message, RoomId, Signal
+from chatd.bus.base import NOT_RUNNING, Sink
+from chatd.model import BusEvent, RoomId
 
 
 class LocalBus:
-    def __init__(self, sink: Sink) -> None:
-        self._sink = sink
+    def __init__(self) -> None:
+        self._sink = NOT_RUNNING
         self._rooms: set[RoomId] = set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        sink: Sink,
+        resync: Callable[[], None] = lambda: None,  # nothing is ever missed in process
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._sink = sink
         task_status.started()
         await trio.sleep_forever()
 
-    def publish_nowait(self, event: Message | Signal) -> None:
+    def publish_nowait(self, event: BusEvent) -> None:
         if event.room_id in self._rooms:
             self._sink(event)
 

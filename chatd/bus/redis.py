@@ -26,10 +26,19 @@ import trio
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 
-from chatd.bus.base import Sink
+from chatd.bus.base import NOT_RUNNING, Sink
 from chatd.bus.recent import RecentCache
 from chatd.metrics import Metrics
-from chatd.model import Message, RoomId, Signal, UserId
+from chatd.model import (
+    ROOM_CHANGES,
+    SIGNALS,
+    BusEvent,
+    Message,
+    RoomChange,
+    RoomId,
+    Signal,
+    UserId,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +76,7 @@ class RedisBus:
     def __init__(
         self,
         url: str,
-        sink: Sink,
         *,
-        on_reconnect: Callable[[], None],
         instance_id: str,
         prefix: str = "chatd:",
         queue_size: int = 4096,
@@ -78,15 +85,15 @@ class RedisBus:
         metrics: Metrics,
     ) -> None:
         self._url = url
-        self._sink = sink
-        self._on_reconnect = on_reconnect
+        self._sink = NOT_RUNNING
+        self._resync: Callable[[], None] = lambda: None
         self._instance = instance_id
-        # Our publications start with this (see _encode_messages and _encode_signal).
+        # Our publications start with this (see _encode_messages and _encode_event).
         self._own_prefix = f'{{"o":{json.dumps(instance_id)},'
         self._prefix = prefix
         self._backoff_cap_s = backoff_cap_s
         self.recent = RecentCache(prefix, recent_size)
-        self._queue_send, self._queue_recv = trio.open_memory_channel[Message | Signal](queue_size)
+        self._queue_send, self._queue_recv = trio.open_memory_channel[BusEvent](queue_size)
         self._wanted: set[RoomId] = set()
         self._changed = trio.Event()
         self._subscribed: dict[RoomId, trio.Event] = {}
@@ -98,14 +105,21 @@ class RedisBus:
 
     # -- the Bus protocol ---------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        sink: Sink,
+        resync: Callable[[], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._sink, self._resync = sink, resync
         async with self._client() as client, trio.open_nursery() as nursery:
             self.recent.client = client
             nursery.start_soon(self._publish_loop, client)
             nursery.start_soon(self._subscribe_loop)
             task_status.started()  # usable at once: degraded until Redis answers
 
-    def publish_nowait(self, event: Message | Signal) -> None:
+    def publish_nowait(self, event: BusEvent) -> None:
         if event.room_id in self._wanted:
             self._sink(event)  # local members first, whatever Redis is doing
         try:
@@ -144,9 +158,11 @@ class RedisBus:
     def _resync_channel(self) -> str:
         return f"{self._prefix}resync"
 
-    def _encode_signal(self, signal: Signal) -> str:
+    def _encode_event(self, event: Signal | RoomChange) -> str:
+        # A signal travels as "s", a room change as "c": each names its kind.
+        key = "s" if isinstance(event, Signal) else "c"
         return json.dumps(
-            {"o": self._instance, "s": signal.kind, "r": signal.room_id, "u": signal.user_id},
+            {"o": self._instance, key: event.kind, "r": event.room_id, "u": event.user_id},
             separators=(",", ":"),
         )
 
@@ -158,7 +174,7 @@ class RedisBus:
             return f'{{"o":{origin},"m":{messages_json[0]}}}'
         return f'{{"o":{origin},"ms":[{",".join(messages_json)}]}}'
 
-    def _decode(self, raw: str) -> list[Message | Signal]:
+    def _decode(self, raw: str) -> list[BusEvent]:
         if raw.startswith(self._own_prefix):
             return []  # our own, delivered locally when published: not worth parsing
         body = json.loads(raw)
@@ -169,7 +185,14 @@ class RedisBus:
         if "ms" in body:
             return [Message.from_json(message) for message in body["ms"]]
         user = body.get("u")
-        return [Signal(RoomId(body["r"]), body["s"], None if user is None else UserId(user))]
+        room_id, user_id = RoomId(int(body["r"])), None if user is None else UserId(int(user))
+        if "c" in body:
+            if body["c"] not in ROOM_CHANGES:
+                raise ValueError(f"unknown room change {body['c']!r}")
+            return [RoomChange(room_id, body["c"], user_id)]
+        if body["s"] not in SIGNALS:
+            raise ValueError(f"unknown signal {body['s']!r}")
+        return [Signal(room_id, body["s"], user_id)]
 
     # -- tasks --------------------------------------------------------------
 
@@ -207,6 +230,9 @@ class RedisBus:
                             self._deliver(raw)
                     raise ConnectionError("the subscription ended")
             except* FAULTS as group:
+                # Leaving the pub/sub block while the bus shuts down closes its stream
+                # under it: that is no lost connection, and says nothing.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 self._set_disconnected(_root_cause(group))
             attempt += 1
             await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
@@ -235,7 +261,7 @@ class RedisBus:
     def _deliver(self, raw: Any) -> None:
         if raw.get("channel") == self._resync_channel:
             if raw.get("data") != self._instance:
-                self._on_reconnect()  # another instance dropped publications
+                self._resync()  # another instance dropped publications
             return
         try:
             events = self._decode(raw["data"])
@@ -266,22 +292,29 @@ class RedisBus:
                 await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
             await self._announce_dropped(client)
 
-    async def _send(self, client: coredis.Redis[str], batch: list[Message | Signal]) -> None:
+    async def _send(self, client: coredis.Redis[str], batch: list[BusEvent]) -> None:
         started = trio.current_time()
         # A room's messages of one batch go as one cache write and one publication:
-        # four commands per room per batch, not four per message.
+        # four commands per room per batch, not four per message. Any other event of
+        # the room goes after the messages published before it, so every instance
+        # sees the room's events in the order they were published.
         messages: dict[RoomId, list[Message]] = {}
         async with client.pipeline(transaction=False) as pipe:
             for event in batch:
                 if isinstance(event, Message):
                     messages.setdefault(event.room_id, []).append(event)
-                else:
-                    pipe.publish(self.channel(event.room_id), self._encode_signal(event))
+                    continue
+                if (before := messages.pop(event.room_id, None)) is not None:
+                    self._publish_messages(pipe, event.room_id, before)
+                pipe.publish(self.channel(event.room_id), self._encode_event(event))
             for room_id, room_messages in messages.items():
-                encoded = [self.recent.encode(message) for message in room_messages]
-                self.recent.add(pipe, room_id, room_messages, encoded)  # cached, then announced
-                pipe.publish(self.channel(room_id), self._encode_messages(encoded))
+                self._publish_messages(pipe, room_id, room_messages)
         self._metrics.bus_publish_duration.observe(trio.current_time() - started)
+
+    def _publish_messages(self, pipe: Any, room_id: RoomId, messages: list[Message]) -> None:
+        encoded = [self.recent.encode(message) for message in messages]
+        self.recent.add(pipe, room_id, messages, encoded)  # cached, then announced
+        pipe.publish(self.channel(room_id), self._encode_messages(encoded))
 
     async def _announce_dropped(self, client: coredis.Redis[str]) -> None:
         if not (self._dropped_rooms or self._dropped_all):
@@ -305,7 +338,7 @@ class RedisBus:
         self._metrics.bus_connected.set(1)
         self._problem = "ok"
         # Whatever was published while we were away: every local room refills.
-        self._on_reconnect()
+        self._resync()
 
     def _set_disconnected(self, exc: BaseException) -> None:
         if self._connected:

@@ -35,6 +35,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from chatd import closecodes
 from chatd.client.api import ApiError, ChatApi, ChatMessage
 
 CONNECT_TIMEOUT_S = 10.0
@@ -42,7 +43,8 @@ DISCONNECT_TIMEOUT_S = 2.0
 PING_EVERY_S = 20.0
 PONG_TIMEOUT_S = 10.0
 EVENT_BUFFER = 256
-FATAL_CLOSE_CODES = {4403: "removed from the room", 4404: "the room was deleted"}
+# After a close that says back_off (the client misbehaved), wait as if this many tries failed.
+BACK_OFF_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class SendFailed:
 
 @dataclass(frozen=True, slots=True)
 class ServerError:
-    """An error frame about no send of ours (a bad frame, a resume gap)."""
+    """An error frame about no send of ours (a bad frame, say)."""
 
     code: str
     message: str
@@ -158,8 +160,9 @@ class LiveRoom:
             attempt = 0
             while True:
                 try:
-                    reason = await self._connection()
-                    attempt = 0  # it was up: start the backoff over
+                    reason, then = await self._connection()
+                    # It was up: start the backoff over, unless told to slow down.
+                    attempt = BACK_OFF_ATTEMPTS if then == "back_off" else 0
                 except _Fatal as exc:
                     await self._events_send.send(Closed(str(exc)))
                     return
@@ -175,8 +178,8 @@ class LiveRoom:
                 await self._events_send.send(Disconnected(reason, delay))
                 await trio.sleep(delay)
 
-    async def _connection(self) -> str:
-        """One connection, from handshake to drop; returns why it dropped."""
+    async def _connection(self) -> tuple[str, closecodes.Then]:
+        """One connection, from handshake to drop; returns why it dropped, and what next."""
         token = await self.api.access_token()
         url = self.api.ws_url(self.room_id, since=self.last_id)
         headers = [(b"Authorization", f"Bearer {token}".encode())]
@@ -190,15 +193,18 @@ class LiveRoom:
                 return await self._connected(ws)
         except ConnectionRejected as exc:
             await self._rejected(exc)
-            return f"handshake refused with HTTP {exc.status_code}"
+            return f"handshake refused with HTTP {exc.status_code}", "resume"
 
-    async def _connected(self, ws: WebSocketConnection) -> str:
+    async def _connected(self, ws: WebSocketConnection) -> tuple[str, closecodes.Then]:
         self._ws = ws
         try:
             await self._events_send.send(Connected(self.last_id))
             for client_id, text in list(self.pending.items()):
                 await self._transmit(ws, client_id, text)
-            reason = f"no answer to a ping within {PONG_TIMEOUT_S:g} s"
+            reason: tuple[str, closecodes.Then] = (
+                f"no answer to a ping within {PONG_TIMEOUT_S:g} s",
+                "resume",
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._heartbeat, ws, nursery.cancel_scope)
                 reason = await self._read(ws)
@@ -214,16 +220,17 @@ class LiveRoom:
         elif exc.status_code in (403, 404):
             raise _Fatal(message)
 
-    async def _read(self, ws: WebSocketConnection) -> str:
+    async def _read(self, ws: WebSocketConnection) -> tuple[str, closecodes.Then]:
         while True:
             try:
                 raw = await ws.get_message()
             except ConnectionClosed as exc:
                 code = exc.reason.code if exc.reason else 1006
-                if code in FATAL_CLOSE_CODES:
-                    raise _Fatal(FATAL_CLOSE_CODES[code]) from None
+                then = closecodes.then_for(code)
+                if then == "stop":
+                    raise _Fatal(closecodes.BY_CODE[code].message) from None
                 why = exc.reason.reason if exc.reason and exc.reason.reason else "no reason given"
-                return f"connection closed ({code}: {why})"
+                return f"connection closed ({code}: {why})", then
             try:
                 frame = json.loads(raw)
             except ValueError:
@@ -255,8 +262,6 @@ class LiveRoom:
                 self._settled(client_id)
                 await self._events_send.send(SendFailed(client_id, code, text))
                 return
-            if code == "replay_too_large" and isinstance(payload.get("live_from"), int):
-                self.last_id = payload["live_from"] - 1
             await self._events_send.send(ServerError(code, text))
 
     def _settled(self, client_id: str) -> None:

@@ -16,7 +16,8 @@ class History:
         self._metrics = metrics
 
     async def between(self, room_id: RoomId, after: int, until: int) -> list[Message]:
-        """Every message with after < id <= until, oldest first (ids are contiguous)."""
+        """Every message with after < id <= until, oldest first (ids are contiguous).
+        All at once: for a range that may be long, see page()."""
         if until <= after:
             return []
         if self._recent is not None:
@@ -26,6 +27,11 @@ class History:
                 return cached
             self._metrics.recent_cache_misses.inc()
         return await self._store.messages_after(room_id, after, until - after)
+
+    async def page(self, room_id: RoomId, after: int, until: int, size: int) -> list[Message]:
+        """The first `size` messages with after < id <= until, oldest first: a long
+        range is read a page at a time, each page asked for once the last is used."""
+        return await self.between(room_id, after, min(until, after + size))
 
     async def newest(self, room_id: RoomId, count: int, last_id: int | None) -> list[Message]:
         """The newest `count` messages, oldest first. `last_id` is the room's newest id

@@ -1,4 +1,4 @@
-"""The hub: owns the room tasks and routes committed messages to them."""
+"""The hub: owns the room tasks and routes what the bus carries to them."""
 
 from __future__ import annotations
 
@@ -7,31 +7,42 @@ import logging
 import trio
 
 from chatd.bus.base import Bus
-from chatd.hub.frames import presence_frame
-from chatd.hub.member import ROOM_GONE, Member
+from chatd.closecodes import ROOM_GONE, SESSION_ENDED
+from chatd.hub.member import Member
 from chatd.hub.presence import Presence
 from chatd.hub.room import Room
 from chatd.metrics import Metrics
-from chatd.model import Message, RoomId, Signal, UserId
+from chatd.model import BusEvent, PresenceChange, RoomId, Signal, UserId
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, store: Store, metrics: Metrics, room_inbox_size: int) -> None:
+    """Rooms with local members, each a supervised task fed by the bus.
+
+    The bus and presence tracker are given whole at construction and run by
+    the service beside the hub; the hub is their sink (dispatch_nowait,
+    resync_all, presence_changed), handed over when each of them starts.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        presence: Presence,
+        metrics: Metrics,
+        room_inbox_size: int,
+    ) -> None:
         self._store = store
+        self._bus = bus
+        self._presence = presence
         self._metrics = metrics
         self._room_inbox_size = room_inbox_size
         self._rooms: dict[RoomId, Room] = {}
-        self._nursery: trio.Nursery | None = None
-        self._bus: Bus | None = None
-        self.presence: Presence | None = None
+        self._started = trio.Event()
+        self._nursery: trio.Nursery | None = None  # the room tasks' owner, while running
         self._emptied = trio.Event()
-
-    def attach(self, bus: Bus, presence: Presence) -> None:
-        self._bus = bus
-        self.presence = presence
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the room tasks until cancelled."""
@@ -40,44 +51,51 @@ class Hub:
             task_status.started()
             await trio.sleep_forever()
 
-    def dispatch_nowait(self, event: Message | Signal) -> None:
-        """The bus's sink: hand a committed message or a signal to its room, if active here."""
+    # -- sinks: the bus and the presence tracker call these; they never wait --
+
+    def dispatch_nowait(self, event: BusEvent) -> None:
+        """A committed message or room event, for its room if it is active here."""
         room = self._rooms.get(event.room_id)
         if room is not None:
             room.offer(event)
 
+    def resync_all(self) -> None:
+        """Events may have been missed (the bus reconnected): every room catches up."""
+        for room_id, room in list(self._rooms.items()):
+            room.offer(Signal(room_id, "resync"))
+
     def presence_changed(self, room_id: RoomId, user_id: UserId, status: str) -> None:
-        """The presence tracker's verdict: tell this room's local members."""
+        """The presence tracker's verdict, for this room's local members via its task."""
         room = self._rooms.get(room_id)
         if room is not None:
-            frame = presence_frame(user_id, status)
-            for member in room.members:
-                member.offer(frame)
+            room.offer(
+                PresenceChange(room_id, user_id, "online" if status == "online" else "offline")
+            )
 
-    def announce_presence(self, room_id: RoomId) -> None:
-        """Ask every instance to look at this room's presence again (never waits)."""
-        self.signal_nowait(Signal(room_id, "presence"))
+    def end_sessions(self, user_id: UserId, before: int) -> None:
+        """The user changed their password: close their sockets signed in before it."""
+        for room in self._rooms.values():
+            for member in room.members:
+                if member.user_id == user_id and member.signed_in_at < before:
+                    member.kick(SESSION_ENDED, "signed out: the password changed")
+
+    # -- connections ---------------------------------------------------------
+
+    def signal_nowait(self, signal: Signal) -> None:
+        self._bus.publish_nowait(signal)
 
     def typing_allowed(self, member: Member, now: float, interval_s: float) -> bool:
         room = self._rooms.get(member.room_id)
         return room is not None and room.typing_allowed(member.user_id, now, interval_s)
-
-    def resync_all(self) -> None:
-        """Events may have been missed (the bus reconnected): every room refills."""
-        for room_id in list(self._rooms):
-            self.dispatch_nowait(Signal(room_id, "resync"))
-
-    def signal_nowait(self, signal: Signal) -> None:
-        assert self._bus is not None
-        self._bus.publish_nowait(signal)
 
     async def join(self, member: Member) -> int:
         """Make the member one of its room's until leave(): it receives every message
         after the id returned (the room's last delivered one when the member joined)."""
         room = await self._activate(member.room_id)
         room.members.add(member)
-        assert self.presence is not None
-        self.presence.joined(member.room_id, member.user_id)
+        self._presence.joined(member.room_id, member.user_id)
+        if room.gone:  # deleted after the joiner's access check passed
+            member.kick(ROOM_GONE, "room deleted")
         return room.last_id
 
     def leave(self, member: Member) -> None:
@@ -85,17 +103,9 @@ class Hub:
         if room is None or member not in room.members:
             return
         room.members.discard(member)
-        assert self.presence is not None
-        self.presence.left(member.room_id, member.user_id)
+        self._presence.left(member.room_id, member.user_id)
         if not room.members:
             self._deactivate(room)
-
-    def close_room(self, room_id: RoomId, why: str) -> None:
-        """The room is gone: end every local connection to it."""
-        room = self._rooms.get(room_id)
-        if room is not None:
-            for member in room.members:
-                member.kick(ROOM_GONE, why)
 
     def last_id(self, room_id: RoomId) -> int | None:
         """The newest id delivered in this room here, if it is active here."""
@@ -111,12 +121,11 @@ class Hub:
             self._emptied = trio.Event()
             await self._emptied.wait()
 
-    def members_of(self, room_id: RoomId) -> list[Member]:
-        room = self._rooms.get(room_id)
-        return [] if room is None else list(room.members)
+    # -- room tasks ------------------------------------------------------------
 
     async def _activate(self, room_id: RoomId) -> Room:
-        assert self._nursery is not None and self._bus is not None, "hub is not running"
+        if self._nursery is None:
+            raise RuntimeError("the hub is not running")
         while True:
             room = self._rooms.get(room_id)
             if room is not None:
@@ -129,7 +138,7 @@ class Hub:
                 self._store,
                 self._metrics,
                 self._room_inbox_size,
-                on_presence=self._presence_hint,
+                on_presence=self._presence.hint,
             )
             try:
                 await self._bus.subscribe(room_id)
@@ -143,13 +152,8 @@ class Hub:
             self._metrics.rooms_active.inc()
             return room
 
-    def _presence_hint(self, room_id: RoomId) -> None:
-        if self.presence is not None:
-            self.presence.hint(room_id)
-
     def _deactivate(self, room: Room) -> None:
         del self._rooms[room.room_id]
-        assert self._bus is not None
         self._bus.unsubscribe(room.room_id)
         room.cancel_scope.cancel()
         if not room.failed:

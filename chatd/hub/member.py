@@ -15,14 +15,12 @@ from typing import Protocol
 
 import trio
 
+from chatd.closecodes import SLOW_CONSUMER
 from chatd.hub.frames import Outgoing
 from chatd.model import RoomId, UserId
 
 log = logging.getLogger(__name__)
 
-SLOW_CONSUMER = 1013  # "try again later": resume with ?since=
-SERVICE_RESTART = 1012  # this instance is going away: reconnect (elsewhere) with ?since=
-ROOM_GONE = 4404
 _ids = itertools.count(1)
 
 
@@ -46,15 +44,22 @@ class Member:
         "outbox_size",
         "pending",
         "room_id",
+        "signed_in_at",
         "user_id",
     )
 
     def __init__(
-        self, room_id: RoomId, user_id: UserId, outbox_size: int, outlet: Outlet | None = None
+        self,
+        room_id: RoomId,
+        user_id: UserId,
+        outbox_size: int,
+        outlet: Outlet | None = None,
+        signed_in_at: int = 0,
     ) -> None:
         self.conn_id = next(_ids)
         self.room_id = room_id
         self.user_id = user_id
+        self.signed_in_at = signed_in_at  # when its access token was issued (epoch seconds)
         self.outbox_size = outbox_size
         self.pending: list[Outgoing] = []  # queued, not yet taken by the outlet
         self._outlet: Outlet = outlet if outlet is not None else PullOutbox(self)

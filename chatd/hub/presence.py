@@ -35,20 +35,23 @@ class PresenceBackend(Protocol):
         """Users with an unexpired entry from any instance."""
 
 
+def _not_running(room_id: RoomId, user_id: UserId, status: str) -> None:
+    raise RuntimeError("the presence tracker is not running")
+
+
 class Presence:
     def __init__(
         self,
         backend: PresenceBackend,
         *,
         ttl_s: float,
-        on_change: Change,
         announce: Callable[[RoomId], None],
         clock: Callable[[], float],
         coalesce_s: float = 0.5,
     ) -> None:
         self._backend = backend
         self._ttl_s = ttl_s
-        self._on_change = on_change
+        self._on_change: Change = _not_running
         self._announce = announce  # tell the other instances to look at a room again
         self._clock = clock  # the backend's time: wall clock when instances share it
         self._coalesce_s = coalesce_s
@@ -105,7 +108,11 @@ class Presence:
 
     # -- the task ----------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, on_change: Change, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep this instance's entries fresh and tell `on_change` who came and went."""
+        self._on_change = on_change
         heartbeat_s = self._ttl_s / 3
         next_beat = trio.current_time() + heartbeat_s
         task_status.started()

@@ -1,10 +1,15 @@
-"""A room task: delivers its messages in id order to every local member.
+"""A room task: applies its room's events, in order, to every local member.
 
-Messages arrive from the bus. Ids are the room's contiguous sequence, so a
-message more than one past the last delivered reveals a gap, which the
-room fills from the store before going on: members see every message,
-in order, once — whichever instance committed it, and whatever order the
-bus delivered it in.
+Events arrive from the bus (messages, room changes, typing, presence hints)
+and from this instance's presence tracker (who came and went). Message ids
+are the room's contiguous sequence, so a message more than one past the
+last delivered reveals a gap, which the room fills from the store before
+going on: members see every message, in order, once — whichever instance
+committed it, and whatever order the bus delivered it in.
+
+The task is a failure boundary: an error nobody foresaw closes this room's
+sockets with 1011 (their clients resume with ?since=), is logged and
+counted, and the room starts over. No room can take the instance down.
 """
 
 from __future__ import annotations
@@ -15,17 +20,22 @@ from collections.abc import Callable
 
 import trio
 
-from chatd.errors import StoreUnavailable
-from chatd.hub.frames import message_frame, typing_frame
+from chatd.closecodes import REMOVED_FROM_ROOM, ROOM_FAILED, ROOM_GONE
+from chatd.errors import NotFound, StoreUnavailable
+from chatd.hub.frames import message_frame, presence_frame, typing_frame
 from chatd.hub.member import Member
 from chatd.metrics import Metrics
-from chatd.model import Message, RoomId, Signal, UserId
+from chatd.model import BusEvent, Message, PresenceChange, RoomChange, RoomId, Signal, UserId
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
 
 GAP_PAGE = 500
-RESYNC = 1011  # the room lost track; members reconnect with ?since=
+# After a failure, the room starts over after this long, doubling while it keeps failing.
+RESTART_FIRST_S = 0.1
+RESTART_MAX_S = 10.0
+
+RoomEvent = BusEvent | PresenceChange
 
 
 class Room:
@@ -41,16 +51,25 @@ class Room:
         self.members: set[Member] = set()
         self.cancel_scope = trio.CancelScope()
         self.ready = trio.Event()
-        self.failed = False
+        self.failed = False  # it could not start: whoever waits on `ready` starts another
         self._store = store
         self._metrics = metrics
         self._on_presence = on_presence
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | Signal](inbox_size)
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[RoomEvent](inbox_size)
         self._last_id = 0
         # Set when an event could not be queued (the inbox was full), or a
         # resync was asked for: refill from the store once the inbox drains.
         self._refill_needed = False
+        # Set when a room change could not be queued, or after a resync: who may
+        # stay is read from the store once the inbox drains.
+        self._recheck_needed = False
+        self._gone = False  # deleted: every member was closed with 4404
         self._last_typing: dict[UserId, float] = {}
+
+    @property
+    def gone(self) -> bool:
+        """The room was deleted: its members are closed, and so is anyone who joins late."""
+        return self._gone
 
     @property
     def last_id(self) -> int:
@@ -68,43 +87,145 @@ class Room:
             self._last_typing = {u: t for u, t in self._last_typing.items() if u in here}
         return True
 
-    def offer(self, event: Message | Signal) -> None:
-        """Called by the bus; never waits. An overflow is remembered and refilled."""
+    def offer(self, event: RoomEvent) -> None:
+        """Called by the hub; never waits. What must not be lost is remembered and redone."""
         try:
             self._inbox_send.send_nowait(event)
         except trio.WouldBlock:
-            if isinstance(event, Message) or event.kind == "resync":
+            if isinstance(event, Message):
                 self._refill_needed = True
-            # A dropped typing or presence hint is harmless: both are advisory.
+            elif isinstance(event, RoomChange):
+                self._recheck_needed = True
+            elif isinstance(event, Signal) and event.kind == "resync":
+                self._refill_needed = self._recheck_needed = True
+            # A dropped typing or presence event is harmless: both are advisory.
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self.cancel_scope:
             # Subscribed before this read, so nothing committed after it is missed.
+            # A failure here is the joiner's to see (the room may not exist).
             self._last_id = await self._store.last_message_id(self.room_id)
             task_status.started()
-            async for event in self._inbox_recv:
-                await self._handle(event)
-                # Whatever else is queued goes out before the socket writers run
-                # (no checkpoint in between), so each writes it all in one send.
-                while True:
-                    try:
-                        event = self._inbox_recv.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    await self._handle(event)
-                if self._refill_needed:
-                    self._refill_needed = False
-                    await self._refill()
+            restart_s = RESTART_FIRST_S
+            while True:
+                try:
+                    await self._serve()
+                except Exception as exc:
+                    self._failed(exc)
+                    await trio.sleep(restart_s)
+                    restart_s = min(RESTART_MAX_S, restart_s * 2)
+                    if await self._start_over():
+                        restart_s = RESTART_FIRST_S
 
-    async def _handle(self, event: Message | Signal) -> None:
+    async def _serve(self) -> None:
+        async for event in self._inbox_recv:
+            await self._handle(event)
+            # Whatever else is queued goes out before the socket writers run
+            # (no checkpoint in between), so each writes it all in one send.
+            while True:
+                try:
+                    event = self._inbox_recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                await self._handle(event)
+            if self._recheck_needed:
+                self._recheck_needed = False
+                await self._recheck_access()
+            if self._refill_needed:
+                self._refill_needed = False
+                await self._refill()
+
+    def _failed(self, exc: Exception) -> None:
+        log.error(
+            "room %s: unexpected error; closing its %d local connections (1011) and restarting it",
+            self.room_id,
+            len(self.members),
+            exc_info=exc,
+        )
+        self._metrics.room_failures.inc()
+        for member in self.members:
+            member.kick(ROOM_FAILED, "temporary failure")
+
+    async def _start_over(self) -> bool:
+        """Read where the room stands again; False if that failed too (retried later)."""
+        try:
+            self._last_id = await self._store.last_message_id(self.room_id)
+        except NotFound:
+            self._room_deleted()
+            return True
+        except Exception as exc:
+            log.warning("room %s: cannot restart yet: %s", self.room_id, exc)
+            return False
+        self._refill_needed = self._recheck_needed = False
+        return True
+
+    async def _handle(self, event: RoomEvent) -> None:
         if isinstance(event, Message):
             await self._deliver_in_order(event)
+        elif isinstance(event, RoomChange):
+            await self._apply(event)
+        elif isinstance(event, PresenceChange):
+            frame = presence_frame(event.user_id, event.status)
+            for member in self.members:
+                member.offer(frame)
         elif event.kind == "typing":
             self._broadcast_typing(event)
         elif event.kind == "presence":
             self._on_presence(self.room_id)
+        else:  # resync: anything may have been missed, messages and changes alike
+            self._refill_needed = self._recheck_needed = True
+
+    # -- room changes ----------------------------------------------------------
+
+    async def _apply(self, change: RoomChange) -> None:
+        if change.kind == "deleted":
+            self._room_deleted()  # final: a deleted room's id is never used again
+        elif change.kind == "member_removed" and change.user_id is not None:
+            user_id = change.user_id
+            if not any(member.user_id == user_id for member in self.members):
+                return
+            room = await self._store.room(self.room_id)
+            if room is None:
+                self._room_deleted()
+            elif room.visibility == "private" and not await self._store.is_member(
+                self.room_id, user_id
+            ):
+                self._close_outsiders({user_id})
         else:
-            self._refill_needed = True
+            await self._recheck_access()
+
+    async def _recheck_access(self) -> None:
+        """Close the sockets of whoever may no longer read this room, by the store."""
+        if self._gone or not self.members:
+            return
+        try:
+            room = await self._store.room(self.room_id)
+            if room is None:
+                self._room_deleted()
+                return
+            if room.visibility == "public":
+                return
+            allowed = set(await self._store.members(self.room_id))
+        except StoreUnavailable:
+            self._recheck_needed = True  # the next event tries again
+            return
+        self._close_outsiders({m.user_id for m in self.members} - allowed)
+
+    def _close_outsiders(self, users: set[UserId]) -> None:
+        for member in self.members:
+            if member.user_id in users:
+                member.kick(REMOVED_FROM_ROOM, "removed from the room")
+
+    def _room_deleted(self) -> None:
+        if not self._gone:
+            log.info(
+                "room %s: deleted; closing %d local connections", self.room_id, len(self.members)
+            )
+        self._gone = True
+        for member in self.members:
+            member.kick(ROOM_GONE, "room deleted")
+
+    # -- messages ----------------------------------------------------------------
 
     async def _deliver_in_order(self, message: Message) -> None:
         if message.id <= self._last_id:
@@ -116,6 +237,9 @@ class Room:
     async def _refill(self) -> None:
         try:
             newest = await self._store.last_message_id(self.room_id)
+        except NotFound:
+            self._room_deleted()
+            return
         except StoreUnavailable:
             self._resync_members()
             return
@@ -140,7 +264,7 @@ class Room:
         # them silently, close every connection so each resumes with ?since=.
         log.warning("room %s: cannot refill from the store; resyncing members", self.room_id)
         for member in self.members:
-            member.kick(RESYNC, "temporary failure")
+            member.kick(ROOM_FAILED, "temporary failure")
 
     def _broadcast(self, message: Message) -> None:
         frame = message_frame(message)  # encoded once for every member

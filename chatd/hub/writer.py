@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 import trio
 
 from chatd.bus.base import Bus
-from chatd.errors import ChatdError, ShuttingDown
+from chatd.errors import ChatdError, NotFound, ShuttingDown
 from chatd.hub.frames import Outgoing, echo_frame, error_frame
 from chatd.hub.member import Member
 from chatd.metrics import Metrics
-from chatd.model import Draft
+from chatd.model import Draft, RoomChange
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,13 @@ class Writer:
         self._metrics.persist_batch_size.observe(len(batch))
         fresh = 0
         for (draft, sender), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, ChatdError):
+            if isinstance(outcome, NotFound):
+                # The room is gone, and its sender's socket is still open: the deletion's
+                # own event was lost (its instance died between commit and publish).
+                # Saying it again is harmless, and closes every socket left in the room.
+                sender.offer(_send_failed(outcome, draft))
+                self._bus.publish_nowait(RoomChange(draft.room_id, "deleted"))
+            elif isinstance(outcome, ChatdError):
                 sender.offer(_send_failed(outcome, draft))
             elif outcome.fresh:
                 fresh += 1

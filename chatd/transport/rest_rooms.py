@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,14 +10,21 @@ from quart import Blueprint, request
 
 from chatd.auth.access import owned_room, readable_room, room_or_404
 from chatd.errors import Forbidden, NotFound, ValidationFailed
-from chatd.model import VISIBILITIES, Room, RoomId, UserId, Visibility
+from chatd.model import VISIBILITIES, Room, RoomChange, RoomId, UserId, Visibility
 from chatd.service import Service
 from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_ROOM_NAME = 100
-REMOVED_FROM_ROOM = 4403
+# A room's name is shown to everyone in lists and titles, so it may hold nothing that
+# hides or disguises what it says: control characters (C0, DEL, C1), line breaks, lone
+# surrogates (from "\ud800" escapes: not text at all), and these format characters:
+# bidi embeddings, overrides and isolates (U+202A-E, U+2066-9: "Trojan Source" reversal,
+# "lobby\u202etxt.exe") and invisible ones (zero-width space, word joiner, BOM). Joiners
+# (ZWJ, ZWNJ: emoji sequences, Indic and Persian script) and direction marks stay allowed.
+UNSHOWABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+INVISIBLE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff")
 # Quart turns a body-less Response into an asyncio-only iterator; an empty str is fine.
 NO_CONTENT = ("", 204)
 
@@ -27,8 +35,10 @@ def room_name(raw: object) -> str:
     name = raw.strip()
     if len(name) > MAX_ROOM_NAME:
         raise ValidationFailed(f"name must be at most {MAX_ROOM_NAME} characters")
-    if any(ch < " " for ch in name):
-        raise ValidationFailed("name must not contain control characters")
+    if any(unicodedata.category(ch) in UNSHOWABLE or ch in INVISIBLE for ch in name):
+        raise ValidationFailed(
+            "name must not contain control, invisible, bidi override or surrogate characters"
+        )
     return name
 
 
@@ -51,7 +61,7 @@ def page(items: list[Any], limit: int, cursor_of: Any) -> dict[str, Any]:
 
 def room_routes(service: Service) -> Blueprint:
     bp = Blueprint("rooms", __name__)
-    store, hub = service.store, service.hub
+    store, hub, bus = service.store, service.hub, service.bus
 
     def user() -> UserId:
         return authenticate(service.settings.jwt_secret, request.headers, request.args)
@@ -98,6 +108,10 @@ def room_routes(service: Service) -> Blueprint:
         name = room_name(body["name"]) if "name" in body else None
         new_visibility = visibility(body["visibility"]) if "visibility" in body else None
         room = await store.update_room(rid, name, new_visibility)
+        if new_visibility == "private":
+            # Committed, then told to every instance: there the room task reads who
+            # may stay and closes the sockets of non-members (4403).
+            bus.publish_nowait(RoomChange(rid, "visibility_changed"))
         return room.to_json()
 
     @bp.delete("/api/v1/rooms/<int:room_id>")
@@ -105,7 +119,7 @@ def room_routes(service: Service) -> Blueprint:
         rid = room_id_param(room_id)
         await owned_room(store, rid, user())
         await store.delete_room(rid)
-        hub.close_room(rid, "room deleted")
+        bus.publish_nowait(RoomChange(rid, "deleted"))  # every instance closes its sockets (4404)
         return NO_CONTENT
 
     @bp.get("/api/v1/rooms/<int:room_id>/members")
@@ -140,10 +154,8 @@ def room_routes(service: Service) -> Blueprint:
         if user_id == room.owner_id:
             raise ValidationFailed("the owner cannot leave their own room; delete it instead")
         await store.remove_member(rid, UserId(user_id))
-        if room.visibility == "private":
-            for member in hub.members_of(rid):
-                if member.user_id == user_id:
-                    member.kick(REMOVED_FROM_ROOM, "removed from the room")
+        # Every instance closes the user's sockets in the room if it is private (4403).
+        bus.publish_nowait(RoomChange(rid, "member_removed", UserId(user_id)))
         return NO_CONTENT
 
     @bp.get("/api/v1/rooms/<int:room_id>/messages")

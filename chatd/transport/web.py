@@ -14,10 +14,12 @@ from importlib.resources.abc import Traversable
 
 from quart import Blueprint, Response, request
 
+from chatd import closecodes
 from chatd.errors import NotFound
 from chatd.service import Service
 
 INDEX = "index.html"
+CLOSE_CODES_MODULE = "close-codes.js"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -52,12 +54,16 @@ def load_assets(root: Traversable | None = None) -> dict[str, Asset]:
                 continue
             suffix = "." + entry.name.rpartition(".")[2]
             if suffix in CONTENT_TYPES:
-                body = entry.read_bytes()
-                etag = hashlib.sha256(body).hexdigest()[:32]
-                assets[prefix + entry.name] = Asset(body, CONTENT_TYPES[suffix], etag)
+                assets[prefix + entry.name] = _asset(entry.read_bytes(), suffix)
 
     walk(root or resources.files("chatd") / "web", "")
+    # Not a file: the server's own close-code table, so the client cannot drift from it.
+    assets[CLOSE_CODES_MODULE] = _asset(closecodes.as_javascript().encode(), ".js")
     return assets
+
+
+def _asset(body: bytes, suffix: str) -> Asset:
+    return Asset(body, CONTENT_TYPES[suffix], hashlib.sha256(body).hexdigest()[:32])
 
 
 def web_routes(service: Service) -> Blueprint:

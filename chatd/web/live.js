@@ -8,18 +8,17 @@
 //
 // Events: "state" {state, delay_ms?, reason?}, "message" {message},
 // "pending" {send} (added or changed), "acked" {send, message},
-// "error" {code, message}, "gap" {live_from}, "presence" {user_id, status},
-// "typing" {user_id}.
+// "error" {code, message}, "presence" {user_id, status}, "typing" {user_id}.
+
+import { CLOSE_CODES } from "./close-codes.js"; // the server's table (chatd/closecodes.py)
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15_000;
 const PING_EVERY_MS = 20_000;
 const SILENT_FOR_MS = 45_000; // no frame (not even a pong) for this long: the socket is dead
 const TYPING_EVERY_MS = 3_000;
-const FATAL_CLOSE = {
-  4403: "You were removed from this room.",
-  4404: "This room was deleted.",
-};
+// After a close that says back_off (this client misbehaved), wait as if this many tries failed.
+const BACK_OFF_ATTEMPTS = 4;
 
 /** Up to BACKOFF_FIRST_MS * 2^attempt (capped), of which a random half. */
 export function backoffDelay(attempt) {
@@ -170,7 +169,9 @@ export class LiveRoom extends EventTarget {
     this.ws = null;
     clearInterval(this.pingTimer);
     if (this.stopped) return;
-    if (FATAL_CLOSE[code]) return this.fail(FATAL_CLOSE[code]);
+    const close = CLOSE_CODES[code];
+    if (close?.then === "stop") return this.fail(close.message);
+    if (close?.then === "back_off") this.attempt = Math.max(this.attempt, BACK_OFF_ATTEMPTS);
     if (!opened) {
       // A browser hides the HTTP status of a refused handshake; REST tells why.
       try {
@@ -248,13 +249,6 @@ export class LiveRoom extends EventTarget {
       // We send only message, ping and typing, and the first two are known:
       // this server has no typing indicator. Stop offering it on this connection.
       this.typingSupported = false;
-      return;
-    }
-    if (error.code === "replay_too_large") {
-      // The gap is too big to replay; history covers it, and this socket is live from here.
-      const liveFrom = Number(error.live_from);
-      if (liveFrom > 0) this.lastId = Math.max(this.lastId, liveFrom - 1);
-      this.emit("gap", { live_from: liveFrom });
       return;
     }
     const item = error.client_id ? this.pending.get(error.client_id) : undefined;

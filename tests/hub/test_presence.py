@@ -32,7 +32,6 @@ def tracker(backend: LocalPresence, recorder: Recorder) -> Presence:
     return Presence(
         backend,
         ttl_s=TTL_S,
-        on_change=recorder.change,
         announce=recorder.announce,
         clock=trio.current_time,  # the backend's expiry runs on the mock clock too
         coalesce_s=0.5,
@@ -48,7 +47,7 @@ async def test_joining_is_told_after_the_coalescing_window(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, recorder: Recorder
 ) -> None:
     presence = tracker(LocalPresence(), recorder)
-    await nursery.start(presence.run)
+    await nursery.start(presence.run, recorder.change)
     start = trio.current_time()
     presence.joined(ROOM, ANN)
     presence.joined(ROOM, BOB)
@@ -65,7 +64,7 @@ async def test_a_reconnect_within_the_window_makes_no_noise(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, recorder: Recorder
 ) -> None:
     presence = tracker(LocalPresence(), recorder)
-    await nursery.start(presence.run)
+    await nursery.start(presence.run, recorder.change)
     presence.joined(ROOM, ANN)
     presence.joined(ROOM, BOB)  # bob stays, so the room stays watched
     await trio.sleep(1)
@@ -84,7 +83,7 @@ async def test_a_second_connection_keeps_the_user_online(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, recorder: Recorder
 ) -> None:
     presence = tracker(LocalPresence(), recorder)
-    await nursery.start(presence.run)
+    await nursery.start(presence.run, recorder.change)
     presence.joined(ROOM, BOB)
     presence.joined(ROOM, ANN)
     presence.joined(ROOM, ANN)
@@ -101,12 +100,12 @@ async def test_a_crashed_instance_s_users_go_offline_within_the_ttl(
     shared = LocalPresence()  # the store both instances use (Redis in production)
     here = tracker(shared, recorder)
     elsewhere = tracker(shared, Recorder())
-    await nursery.start(here.run)
+    await nursery.start(here.run, recorder.change)
     crash = trio.CancelScope()
 
     async def run_elsewhere(task_status: trio.TaskStatus[None]) -> None:
         with crash:
-            await elsewhere.run(task_status=task_status)
+            await elsewhere.run(Recorder().change, task_status=task_status)
 
     await nursery.start(run_elsewhere)
     here.joined(ROOM, BOB)

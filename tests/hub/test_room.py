@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import trio
 import trio.testing
 
+from chatd.closecodes import SLOW_CONSUMER
 from chatd.hub.frames import Outgoing
-from chatd.hub.member import SLOW_CONSUMER, Member
+from chatd.hub.member import Member
 from chatd.hub.room import Room
 from chatd.metrics import Metrics
 from chatd.model import Appended, Draft, Message, RoomId

@@ -22,7 +22,8 @@ async def test_a_flush_mid_batch_commits_what_was_queued(
     owner = (await sqlite_store.create_user("owner@x.io", "h")).id
     room = (await sqlite_store.create_room(owner, "r", "public", NOW)).id
     published: list[int] = []
-    bus = LocalBus(lambda event: published.append(getattr(event, "id", 0)))
+    bus = LocalBus()
+    await nursery.start(bus.run, lambda event: published.append(getattr(event, "id", 0)))
     await bus.subscribe(room)
     writer = Writer(sqlite_store, bus, Metrics(), queue_size=16, batch_max=4)
     await nursery.start(writer.run)
@@ -43,7 +44,10 @@ async def test_lanes_commit_rooms_side_by_side_each_in_order(
     owner = (await store.create_user("lanes@x.io", "h")).id
     rooms = [RoomId((await store.create_room(owner, f"r{i}", "public", NOW)).id) for i in range(4)]
     published: list[tuple[int, int]] = []
-    bus = LocalBus(lambda event: published.append((event.room_id, getattr(event, "id", 0))))
+    bus = LocalBus()
+    await nursery.start(
+        bus.run, lambda event: published.append((event.room_id, getattr(event, "id", 0)))
+    )
     for room in rooms:
         await bus.subscribe(room)
     writer = Writer(store, bus, Metrics(), queue_size=8, batch_max=3, lanes=2)

@@ -7,14 +7,13 @@ import os
 import pytest
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+from chatd.closecodes import MESSAGE_TOO_BIG, PROTOCOL_ERROR
 from chatd.hub.frames import text_frame
 from chatd.transport.websocket.codec import (
     BINARY,
     CLOSE,
     CONTINUATION,
-    MESSAGE_TOO_BIG,
     PING,
-    PROTOCOL_ERROR,
     TEXT,
     ProtocolError,
     close_frame,

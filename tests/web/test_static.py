@@ -7,6 +7,7 @@ from importlib import resources
 
 import pytest
 
+from chatd import closecodes
 from chatd.transport.web import CONTENT_SECURITY_POLICY
 from tests.helpers import Api
 
@@ -32,13 +33,16 @@ async def test_every_file_the_page_loads_is_served_with_its_type(api: Api) -> No
     for script in WEB.iterdir():
         if script.name.endswith(".js"):
             wanted |= set(re.findall(r'from "\./([^"]+)"', script.read_text()))
-    assert {"app.js", "api.js", "live.js", "style.css", "icon.svg"} <= wanted
+    assert {"app.js", "api.js", "live.js", "close-codes.js", "style.css", "icon.svg"} <= wanted
     types = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
+    served_only = {"close-codes.js": closecodes.as_javascript().encode()}
     for name in sorted(wanted):
         reply = await api.http.get(f"/assets/{name}")
         assert reply.status_code == 200, name
         assert reply.headers["content-type"].startswith(types[name.rsplit(".", 1)[1]]), name
-        assert reply.content == (WEB / name).read_bytes()
+        shipped = WEB / name
+        expected = shipped.read_bytes() if shipped.is_file() else served_only[name]
+        assert reply.content == expected
         assert "content-security-policy" not in reply.headers
 
 
@@ -79,3 +83,12 @@ def test_message_text_never_goes_through_html_parsing() -> None:
             source = script.read_text()
             for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
                 assert sink not in source, f"{script.name} uses {sink}"
+
+
+async def test_the_web_client_reads_close_codes_from_the_server_s_one_table(api: Api) -> None:
+    reply = await api.http.get("/assets/close-codes.js")
+    assert reply.status_code == 200
+    served = reply.text
+    for entry in closecodes.TABLE:  # every code, with what a client must do after it
+        assert f'{entry.code}: {{"name": "{entry.name}", "then": "{entry.then}"' in served
+    assert 'from "./close-codes.js"' in (WEB / "live.js").read_text()

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import struct
 
+from chatd.closecodes import MESSAGE_TOO_BIG, PROTOCOL_ERROR
+
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 DATA_OPCODES = (CONTINUATION, TEXT, BINARY)
-
-# Close codes of the protocol itself (RFC 6455 section 7.4.1).
-NORMAL = 1000
-PROTOCOL_ERROR = 1002
-INVALID_PAYLOAD = 1007
-MESSAGE_TOO_BIG = 1009
 
 
 class ProtocolError(Exception):
