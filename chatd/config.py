@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -13,6 +14,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_SQLITE_FILE = "chatd.db"
+_ORIGIN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s,]+")
 
 
 class ConfigError(ValueError):
@@ -51,15 +53,56 @@ class Settings:
     # Batches committed at once (PostgreSQL), each for its own share of the rooms.
     writer_lanes: int = 2
     room_inbox_size: int = 1024
-    replay_cap: int = 1000
+    # Messages per page of a ?since= resume: a page is read from the store and written
+    # out before the next is read, so a replay holds one page, however long the gap.
+    # There is no cap: a resume costs what paging REST history would, paced by the socket.
+    replay_page: int = 200
     max_frame_bytes: int = 64 * 1024
     max_text_chars: int = 4000
+    # Pages whose WebSockets are let in besides chatd's own (see handshake.origin_allowed):
+    # "" none, "*" any, or "https://chat.example.com,https://other.example".
+    allowed_origins: str = ""
+    # Strict-Transport-Security max-age on every HTTP answer; 0 sends none. chatd speaks
+    # plain HTTP: set this only when a TLS proxy in front answers every request.
+    hsts_max_age_s: int = 0
     # SIGTERM to exit, all in: below Kubernetes' 30 s grace period with a 5 s preStop.
     drain_timeout_s: float = 20.0
     drain_batch: int = 200  # sockets closed (1012) per step, so clients reconnect spread out
     drain_step_s: float = 0.05
     db_pool_size: int = 10
     db_timeout_s: float = 10.0
+    # Rate limits (chatd/ratelimit/, docs/security.md). A rate, burst or count of 0 turns
+    # that limit off. With Redis every instance counts into one total per key; without
+    # it, or while Redis is away, each instance counts alone.
+    ws_send_per_s: float = 100.0  # chat messages per user, sustained, all sockets together
+    ws_send_burst: int = 1000  # ... and at once after a quiet spell
+    ws_send_share_s: float = 0.5  # how often an instance adds its users' sends to Redis
+    ws_abuse_refusals: int = 50  # refused sends within ws_abuse_window_s: closed with 1008
+    ws_abuse_window_s: float = 10.0
+    rest_user_per_s: float = 20.0  # REST requests with a valid access token, per user
+    rest_user_burst: int = 200
+    rest_address_per_s: float = 5.0  # REST requests without one, per client address
+    rest_address_burst: int = 100
+    register_address_per_s: float = 0.1  # registrations per client address (each is a bcrypt)
+    register_address_burst: int = 20
+    # Wrong passwords within login_failure_window_s that lock an account or an address
+    # for login_lockout_s; each further lockout doubles, up to login_lockout_max_s.
+    login_account_failures: int = 5
+    login_address_failures: int = 20
+    login_failure_window_s: float = 15 * 60.0
+    login_lockout_s: float = 60.0
+    login_lockout_max_s: float = 3600.0
+    # Proxies in front that append the client's address to X-Forwarded-For (the
+    # Kubernetes ingress: 1). 0: the client is the socket's peer.
+    trusted_proxy_hops: int = 0
+
+    def __post_init__(self) -> None:
+        for entry in self.allowed_origins.split(","):
+            if entry.strip() not in ("", "*") and not _ORIGIN.fullmatch(entry.strip()):
+                raise ConfigError(
+                    f"CHATD_ALLOWED_ORIGINS: {entry.strip()!r} is not an origin "
+                    "like https://chat.example.com (scheme and host, no path)"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -6,15 +6,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from chatd.auth.cutoffs import TokenCutoffs
 from chatd.auth.passwords import check_password, hash_password
 from chatd.auth.tokens import (
     TokenPair,
+    access_token_claims,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
     new_token_family,
 )
-from chatd.errors import Unauthorized, ValidationFailed
+from chatd.errors import Forbidden, Unauthorized, ValidationFailed
 from chatd.model import User, UserId
 from chatd.store import Store
 
@@ -46,6 +48,16 @@ def validate_password(raw: object) -> str:
     return raw
 
 
+class WrongPassword(Forbidden):
+    """The current password given to change it is not the user's."""
+
+    code = "wrong_password"
+
+
+class TokenRevoked(Unauthorized):
+    """An access token issued before the user's password change."""
+
+
 @dataclass(frozen=True)
 class TokenPolicy:
     secret: str
@@ -60,6 +72,19 @@ class Accounts:
         self._store = store
         self._policy = policy
         self._dummy_hash: str | None = None
+        self.cutoffs = TokenCutoffs(store, policy.access_ttl_s)  # its run() polls the store
+
+    def verify_access(self, token: str) -> UserId:
+        """The user an access token names, unless it is invalid, expired or was issued
+        before the user's last password change (Unauthorized). No I/O."""
+        return self.verify_access_claims(token)[0]
+
+    def verify_access_claims(self, token: str) -> tuple[UserId, int]:
+        """verify_access(), and when the token was issued (epoch seconds)."""
+        user_id, issued_at = access_token_claims(token, self._policy.secret)
+        if not self.cutoffs.allows(user_id, issued_at):
+            raise TokenRevoked("the access token was revoked by a password change; log in again")
+        return user_id, issued_at
 
     async def register(self, email: object, password: object) -> User:
         address = normalize_email(email)
@@ -92,6 +117,33 @@ class Accounts:
             raise Unauthorized("the refresh token is not valid; log in again")
         user_id, family = spent
         return await self._issue(user_id, family)
+
+    async def logout(self, refresh_token: object) -> None:
+        """End the login the refresh token belongs to: it and every token rotated from
+        it stop working. A token that was never issued is no error: the outcome a
+        client wants (that token does not work) holds either way."""
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ValidationFailed("refresh_token is required")
+        await self._store.revoke_refresh_family(hash_refresh_token(refresh_token))
+
+    async def change_password(
+        self, user: User, current_password: object, new_password: object
+    ) -> TokenPair:
+        """Set a new password; every session of the user ends (refresh tokens revoked,
+        access tokens issued before now refused) and the caller gets a new one."""
+        if not isinstance(current_password, str):
+            raise ValidationFailed("current_password is required")
+        secret = validate_password(new_password)
+        found = await self._store.credentials(user.email)
+        if found is None:
+            raise Unauthorized("the access token names a user that no longer exists")
+        if not await check_password(current_password, found[1]):
+            raise WrongPassword("the current password is wrong")
+        password_hash = await hash_password(secret, self._policy.bcrypt_rounds)
+        now = datetime.now(UTC)
+        await self._store.change_password(user.id, password_hash, now)
+        self.cutoffs.cut(user.id, now)
+        return await self._issue(user.id, new_token_family())
 
     async def _issue(self, user_id: UserId, family: str) -> TokenPair:
         now = datetime.now(UTC)

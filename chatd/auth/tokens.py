@@ -48,15 +48,20 @@ def issue_access_token(user_id: UserId, secret: str, now: datetime, ttl_s: int) 
 
 def verify_access_token(token: str, secret: str) -> UserId:
     """The user the token names, or Unauthorized. Only HS256 is accepted."""
-    user_id, expires_at = _verified(token, secret)
+    return access_token_claims(token, secret)[0]
+
+
+def access_token_claims(token: str, secret: str) -> tuple[UserId, int]:
+    """(the user the token names, when it was issued), or Unauthorized."""
+    user_id, expires_at, issued_at = _verified(token, secret)
     if time.time() > expires_at + LEEWAY_S:
         raise Unauthorized("the access token has expired; refresh it")
-    return user_id
+    return user_id, issued_at
 
 
 @functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)
-def _verified(token: str, secret: str) -> tuple[UserId, int]:
-    """(user, exp) of a token whose signature and claims check out.
+def _verified(token: str, secret: str) -> tuple[UserId, int, int]:
+    """(user, exp, iat) of a token whose signature and claims check out.
 
     Remembered (a refusal raises, so it never is): a client reconnecting with
     the same token, or a burst of connects after a restart, is not verified
@@ -77,7 +82,8 @@ def _verified(token: str, secret: str) -> tuple[UserId, int]:
     if claims.get("typ") != ACCESS:
         raise Unauthorized("the access token is not valid")
     try:
-        return UserId(int(claims["sub"])), int(claims["exp"])
+        # No iat (not one of ours, yet signed with our key): as old as can be.
+        return UserId(int(claims["sub"])), int(claims["exp"]), int(claims.get("iat", 0))
     except (TypeError, ValueError):
         raise Unauthorized("the access token is not valid") from None
 

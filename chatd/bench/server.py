@@ -34,6 +34,12 @@ def server_env(settings: Settings, server_src: Path | None) -> dict[str, str]:
         "CHATD_JWT_SECRET": settings.jwt_secret,  # the bench's tokens outlive one server
         "CHATD_BCRYPT_ROUNDS": "4",  # registering users is set-up, not the load
         "CHATD_LOG_FORMAT": "text",
+        # The bench measures the server, not its limits: from one address it registers
+        # and logs in every user, then sends far past any one person's rate (0: off).
+        "CHATD_WS_SEND_PER_S": "0",
+        "CHATD_REST_USER_PER_S": "0",
+        "CHATD_REST_ADDRESS_PER_S": "0",
+        "CHATD_REGISTER_ADDRESS_PER_S": "0",
     }
     if settings.redis_url:
         env["CHATD_REDIS_URL"] = settings.redis_url

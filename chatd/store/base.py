@@ -39,6 +39,17 @@ class Store(Protocol):
         that; a quick second try (a client that lost the answer) is only refused.
         """
 
+    async def revoke_refresh_family(self, token_hash: str) -> bool:
+        """Revoke the login this refresh token belongs to (its whole family), whatever
+        state the token is in; False if no such token was ever issued."""
+
+    async def change_password(self, user_id: UserId, password_hash: str, now: datetime) -> None:
+        """Set a new password hash, revoke every refresh token of the user and refuse
+        their access tokens issued before `now` (see token_cutoffs). NotFound if no user."""
+
+    async def token_cutoffs(self, since: datetime) -> dict[UserId, datetime]:
+        """Users whose tokens were cut off (a password change) after `since`, and when."""
+
     # rooms
     async def create_room(
         self, owner_id: UserId, name: str, visibility: Visibility, now: datetime

@@ -217,6 +217,42 @@ class SqlStore:
 
         return await self._run(use)
 
+    async def revoke_refresh_family(self, token_hash: str) -> bool:
+        def revoke(cur: _SqlCursor) -> bool:
+            row = cur.one("SELECT family FROM refresh_tokens WHERE token_hash = ?", (token_hash,))
+            if row is None:
+                return False
+            cur.execute("UPDATE refresh_tokens SET revoked = ? WHERE family = ?", (True, row[0]))
+            return True
+
+        return await self._run(revoke)
+
+    async def change_password(self, user_id: UserId, password_hash: str, now: datetime) -> None:
+        def change(cur: _SqlCursor) -> None:
+            row = cur.one(
+                "UPDATE users SET password_hash = ?, tokens_valid_after = ? WHERE id = ?"
+                " RETURNING id",
+                (password_hash, now, user_id),
+            )
+            if row is None:
+                raise NotFound(f"user {user_id} does not exist")
+            # Every session, not one family: whoever knew the old password is out.
+            cur.execute(
+                "UPDATE refresh_tokens SET revoked = ? WHERE user_id = ? AND revoked = ?",
+                (True, user_id, False),
+            )
+
+        await self._run(change)
+
+    async def token_cutoffs(self, since: datetime) -> dict[UserId, datetime]:
+        def find(cur: _SqlCursor) -> dict[UserId, datetime]:
+            rows = cur.all(
+                "SELECT id, tokens_valid_after FROM users WHERE tokens_valid_after > ?", (since,)
+            )
+            return {UserId(row[0]): self._dialect.to_datetime(row[1]) for row in rows}
+
+        return await self._run(find)
+
     # -- rooms ------------------------------------------------------------
 
     async def create_room(

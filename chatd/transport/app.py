@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from chatd.errors import ChatdError
 from chatd.service import Service
+from chatd.transport.admission import add_admission
 from chatd.transport.context import add_request_context
 from chatd.transport.ops import ops_routes
 from chatd.transport.rest_auth import auth_routes
@@ -20,6 +21,18 @@ from chatd.transport.web import web_routes
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# On every HTTP answer unless its handler set the header (web.py gives pages their CSP
+# and assets their no-cache): nothing is sniffed into a page, framed, or cached (answers
+# carry tokens and private history), and no Referer carries a URL that may hold ?token=.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+# JSON and text answers are data: should one ever be opened as a page, nothing in it runs.
+DATA_TYPES = frozenset({"application/json", "text/plain"})
+DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
 def create_app(service: Service) -> QuartTrio:
@@ -28,6 +41,7 @@ def create_app(service: Service) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     add_request_context(app)  # request ids in logs and X-Request-Id
+    add_admission(app, service)  # revoked tokens and rate limits (429 with Retry-After)
     for blueprint in (ops_routes, auth_routes, room_routes, web_routes):
         app.register_blueprint(blueprint(service))
 
@@ -36,11 +50,13 @@ def create_app(service: Service) -> QuartTrio:
         return exc.as_body(), exc.status
 
     @app.errorhandler(HTTPException)
-    async def http_error(exc: HTTPException) -> tuple[dict[str, object], int]:
+    async def http_error(exc: HTTPException) -> tuple[dict[str, object], int, dict[str, str]]:
         # Unknown routes, wrong methods, oversized bodies: same error shape as ours.
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
-        return {"error": {"code": code, "message": exc.description or exc.name}}, status
+        # Its own headers but the body's type: a 405 says what is Allowed.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return {"error": {"code": code, "message": exc.description or exc.name}}, status, headers
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> tuple[dict[str, dict[str, str]], int]:
@@ -57,6 +73,20 @@ def create_app(service: Service) -> QuartTrio:
         if started_at is not None:
             elapsed = time.perf_counter() - started_at
             metrics.http_request_duration.labels(rule, request.method).observe(elapsed)
+        return response
+
+    max_age = service.settings.hsts_max_age_s
+    hsts = f"max-age={max_age}" if max_age > 0 else None  # CHATD_HSTS_MAX_AGE_S
+
+    @app.after_request
+    async def protect(response: Response) -> Response:
+        headers = response.headers
+        for name, value in SECURITY_HEADERS:
+            headers.setdefault(name, value)
+        if response.mimetype in DATA_TYPES:
+            headers.setdefault("Content-Security-Policy", DATA_POLICY)
+        if hsts is not None:
+            headers["Strict-Transport-Security"] = hsts
         return response
 
     return app

@@ -38,8 +38,20 @@ export class Api extends EventTarget {
     this.keep(pair);
   }
 
-  /** Forget the tokens; `reason` is shown on the login screen when set. */
+  /** Forget the tokens and end the login on the server; `reason` is shown on the login
+   * screen when set. */
   logout(reason = "") {
+    const token = this.session?.refresh_token;
+    if (token) {
+      // Revoked server-side, a copy of the refresh token left anywhere is useless. Not
+      // awaited: the tab forgets its tokens now, whatever the network does.
+      fetch("/api/v1/auth/logout", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: token }),
+        keepalive: true,
+      }).catch(() => {});
+    }
     this.session = null;
     this.storage.removeItem(SESSION_KEY);
     clearTimeout(this.refreshTimer);

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from chatd.auth.tokens import issue_access_token, verify_access_token
+from chatd.auth.tokens import access_token_claims, issue_access_token, verify_access_token
 from chatd.errors import Unauthorized
 from chatd.model import UserId
 
@@ -22,11 +22,19 @@ def b64(data: dict[str, object]) -> str:
 
 
 def test_a_fresh_token_names_its_user() -> None:
-    token = issue_access_token(UserId(7), SECRET, NOW, 60)
+    # Issued now, not at collection: a long run before this test outlives NOW's 60 s.
+    token = issue_access_token(UserId(7), SECRET, datetime.now(UTC), 60)
     assert verify_access_token(token, SECRET) == 7
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["sub"] == "7" and claims["exp"] - claims["iat"] == 60
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_a_token_says_when_it_was_issued() -> None:
+    # A password change refuses the tokens issued before it (auth/cutoffs.py).
+    issued = datetime.now(UTC) - timedelta(seconds=30)
+    token = issue_access_token(UserId(7), SECRET, issued, 900)
+    assert access_token_claims(token, SECRET) == (7, int(issued.timestamp()))
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,42 @@ async def test_expired_refresh_token_is_refused(store: Store) -> None:
     assert await store.use_refresh_token("h", NOW + timedelta(seconds=1), 10) is None
 
 
+async def test_revoking_a_refresh_token_revokes_its_family_only(store: Store) -> None:
+    user = await make_user(store)
+    later = NOW + timedelta(days=1)
+    await store.add_refresh_token(user, "spent", "fam", later)
+    assert await store.use_refresh_token("spent", NOW, 10) == (user, "fam")
+    await store.add_refresh_token(user, "live", "fam", later)
+    await store.add_refresh_token(user, "other", "other-login", later)
+    # Any token of the family will do, even a spent one (a logout with a stale token).
+    assert await store.revoke_refresh_family("spent") is True
+    assert await store.use_refresh_token("live", NOW, 10) is None
+    assert await store.use_refresh_token("other", NOW, 10) == (user, "other-login")
+    assert await store.revoke_refresh_family("never-issued") is False
+
+
+async def test_a_password_change_revokes_every_login_and_cuts_off_tokens(store: Store) -> None:
+    ann, bob = await make_user(store, "ann@x.io"), await make_user(store, "bob@x.io")
+    later = NOW + timedelta(days=1)
+    for token, user, family in (("a1", ann, "f1"), ("a2", ann, "f2"), ("b1", bob, "f3")):
+        await store.add_refresh_token(user, token, family, later)
+    assert await store.token_cutoffs(NOW - timedelta(hours=1)) == {}
+    changed_at = NOW + timedelta(seconds=30)
+    await store.change_password(ann, "$2b$new", changed_at)
+    found = await store.credentials("ann@x.io")
+    assert found is not None and found[1] == "$2b$new"
+    assert await store.use_refresh_token("a1", changed_at, 10) is None
+    assert await store.use_refresh_token("a2", changed_at, 10) is None
+    assert await store.use_refresh_token("b1", changed_at, 10) == (bob, "f3")  # not bob's
+    assert await store.token_cutoffs(NOW) == {ann: changed_at}
+    assert await store.token_cutoffs(changed_at) == {}  # only later changes
+    # Tokens issued after the change work.
+    await store.add_refresh_token(ann, "a3", "f4", later)
+    assert await store.use_refresh_token("a3", changed_at, 10) == (ann, "f4")
+    with pytest.raises(NotFound):
+        await store.change_password(UserId(10**9), "$2b$x", NOW)
+
+
 async def test_rooms_listing_shows_public_and_own_private_rooms(store: Store) -> None:
     ann, bob = await make_user(store, "ann@x.io"), await make_user(store, "bob@x.io")
     public = await make_room(store, ann)
