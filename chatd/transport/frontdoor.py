@@ -129,6 +129,24 @@ async def _route(
     websocket: WebSocketHandler,
     hypercorn: Callable[[trio.abc.Stream], Awaitable[None]],
 ) -> None:
+    """One connection, start to end: its failure is its own.
+
+    An error nobody foresaw in one connection's task is logged and ends that
+    connection only; let through, it would cancel every other connection in the
+    nursery and stop the server (a single crafted frame once did).
+    """
+    try:
+        await _serve_connection(sock, websocket, hypercorn)
+    except Exception:
+        log.exception("connection ended by an unexpected error")
+        sock.close()
+
+
+async def _serve_connection(
+    sock: socket.socket,
+    websocket: WebSocketHandler,
+    hypercorn: Callable[[trio.abc.Stream], Awaitable[None]],
+) -> None:
     head, rest = await _read_head(sock)
     if head is None:
         sock.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import chatd
+from chatd.transport.http import MAX_DB_ID, MAX_JSON_DEPTH
+from chatd.transport.rest_rooms import MAX_ROOM_NAME
 
 JSON = "application/json"
 
@@ -30,9 +32,10 @@ def _op(
     secure: bool = True,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": dict(responses)}
-    for status in errors:
+    for status in (*errors, 429):  # every /api/ request is rate limited (ratelimit/)
         op["responses"][str(status)] = {"$ref": f"#/components/responses/E{status}"}
     if body:
+        op["responses"]["413"] = {"$ref": "#/components/responses/E413"}
         op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
     if params:
         op["parameters"] = params
@@ -45,23 +48,40 @@ def _param(
     name: str, where: str, description: str, minimum: int = 1, **extra: Any
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "integer", "minimum": minimum} | extra
-    return {
+    param = {
         "name": name,
         "in": where,
         "required": where == "path",
         "description": description,
         "schema": schema,
     }
+    if where == "query":  # ?limit= (empty) is taken as absent: the default applies
+        param["allowEmptyValue"] = True
+    return param
 
 
-ROOM_ID = _param("room_id", "path", "Room id")
-USER_ID = _param("user_id", "path", "User id")
+ROOM_ID = _param("room_id", "path", "Room id", maximum=MAX_DB_ID)
+USER_ID = _param("user_id", "path", "User id", maximum=MAX_DB_ID)
 LIMIT = _param("limit", "query", "Page size (default 50)", maximum=200)
 NO_CONTENT = {"204": {"description": "Done"}}
 
 _STRING = {"type": "string"}
 _ID = {"type": "integer", "minimum": 1}
 _TIME = {"type": "string", "format": "date-time"}
+# auth/accounts.validate_password: 8 to 1024 characters, no NUL.
+_PASSWORD = {"type": "string", "minLength": 8, "maxLength": 1024, "pattern": "^[^\\u0000]*$"}
+# What rest_rooms.room_name() accepts: 1 to 100 characters once the whitespace around
+# them is trimmed (a pattern can say that, maxLength cannot), none of them control,
+# line-separator, bidi-override or invisible.
+_UNSHOWN = r"\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff"
+_INNER = f"{{0,{MAX_ROOM_NAME - 2}}}"
+ROOM_NAME_PATTERN = rf"^\s*[^\s{_UNSHOWN}](?:[^{_UNSHOWN}]{_INNER}[^\s{_UNSHOWN}])?\s*$"
+_ROOM_NAME = {
+    "type": "string",
+    "pattern": ROOM_NAME_PATTERN,
+    "description": f"Trimmed, then 1 to {MAX_ROOM_NAME} characters, none of them control, "
+    "bidi override or invisible ones",
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -80,13 +100,21 @@ SCHEMAS: dict[str, Any] = {
         "required": ["email", "password"],
         "properties": {
             "email": {"type": "string", "format": "email", "maxLength": 254},
-            "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+            "password": _PASSWORD,
         },
     },
     "RefreshRequest": {
         "type": "object",
         "required": ["refresh_token"],
-        "properties": {"refresh_token": _STRING},
+        "properties": {"refresh_token": {"type": "string", "minLength": 1}},
+    },
+    "PasswordChange": {
+        "type": "object",
+        "required": ["current_password", "new_password"],
+        "properties": {
+            "current_password": _STRING,
+            "new_password": _PASSWORD,
+        },
     },
     "User": {
         "type": "object",
@@ -121,7 +149,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["name"],
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "name": _ROOM_NAME,
             "visibility": {"enum": ["public", "private"], "default": "public"},
         },
     },
@@ -129,7 +157,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "minProperties": 1,
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "name": _ROOM_NAME,
             "visibility": {"enum": ["public", "private"]},
         },
     },
@@ -185,12 +213,27 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _ERROR_TEXT = {
-    400: "Malformed request: the body is not a JSON object",
+    400: (
+        "Malformed body (code invalid_json): not a JSON object, not UTF-8, nested deeper "
+        f"than {MAX_JSON_DEPTH} levels, or a string with a lone surrogate escape"
+    ),
     401: "Missing, expired or invalid credentials",
     403: "Not allowed for this user",
     404: "No such resource",
     409: "Conflicts with existing data",
+    413: "The body is larger than 64 KiB (code request_entity_too_large)",
     422: "A field or parameter is invalid",
+    429: "Rate limited (code rate_limited): try again after Retry-After seconds",
+}
+# The limits' answers say when to try again (RFC 9110: whole seconds).
+_ERROR_HEADERS = {
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
 }
 
 
@@ -241,8 +284,32 @@ def document() -> dict[str, Any]:
                     secure=False,
                 )
             },
+            f"{auth}/logout": {
+                "post": _op(
+                    "End the login this refresh token belongs to (it and every token rotated "
+                    "from it); a token never issued, or already revoked, is also 204",
+                    NO_CONTENT,
+                    400,
+                    422,
+                    body="RefreshRequest",
+                    secure=False,
+                )
+            },
             "/api/v1/users/me": {
                 "get": _op("The current user", {"200": _json(_ref("User"), "You")}, 401)
+            },
+            "/api/v1/users/me/password": {
+                "post": _op(
+                    "Change your password: every session ends (refresh tokens revoked, access "
+                    "tokens issued before refused) and you get a new pair. Wrong current "
+                    "passwords count as failed logins (403 wrong_password, then 429)",
+                    {"200": _json(_ref("TokenPair"), "Tokens of a new session")},
+                    400,
+                    401,
+                    403,
+                    422,
+                    body="PasswordChange",
+                )
             },
             rooms: {
                 "get": _op(
@@ -253,8 +320,8 @@ def document() -> dict[str, Any]:
                     params=[
                         LIMIT,
                         {
-                            **_param("cursor", "query", "From RoomPage.next"),
-                            "schema": {"type": "string"},
+                            **_param("cursor", "query", "RoomPage.next of the page before"),
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID},
                         },
                     ],
                 ),
@@ -346,7 +413,12 @@ def document() -> dict[str, Any]:
                     params=[
                         ROOM_ID,
                         LIMIT,
-                        _param("before", "query", "Only messages with a smaller id"),
+                        _param(
+                            "before",
+                            "query",
+                            "Only messages with a smaller id",
+                            maximum=MAX_DB_ID,
+                        ),
                     ],
                 )
             },
@@ -354,7 +426,9 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": SCHEMAS,
             "responses": {
-                f"E{status}": _json(_ref("Error"), text) for status, text in _ERROR_TEXT.items()
+                f"E{status}": _json(_ref("Error"), text)
+                | ({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {})
+                for status, text in _ERROR_TEXT.items()
             },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

@@ -13,36 +13,45 @@ import logging
 import re
 import socket
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, NamedTuple
 
 import trio
 
 from chatd.auth.access import readable_room
-from chatd.auth.tokens import verify_access_token
+from chatd.closecodes import NORMAL, POLICY_VIOLATION, ROOM_FAILED, SLOW_CONSUMER
 from chatd.config import Settings
-from chatd.errors import ChatdError, NotFound, ShuttingDown, StoreUnavailable
-from chatd.hub.frames import PONG, error_frame, message_frame, presence_frame
-from chatd.hub.member import SLOW_CONSUMER, Member
-from chatd.hub.room import RESYNC
+from chatd.errors import ChatdError, Forbidden, NotFound, ShuttingDown, StoreUnavailable
+from chatd.hub.frames import PONG, Outgoing, error_frame, message_frame, presence_frame
+from chatd.hub.member import Member
 from chatd.logs import request_id_var, user_id_var
 from chatd.model import Draft, RoomId, Signal, UserId
 from chatd.service import Service
 from chatd.transport.context import HEADER, clean_request_id, printable
-from chatd.transport.http import bearer_token, query_int, room_id_param
+from chatd.transport.http import (
+    MAX_JSON_DEPTH,
+    bearer_token,
+    query_int,
+    room_id_param,
+    too_deep,
+)
 from chatd.transport.websocket import handshake
-from chatd.transport.websocket.codec import NORMAL, ProtocolError
+from chatd.transport.websocket.codec import ProtocolError
 from chatd.transport.websocket.connection import CLOSE_TIMEOUT_S, Connection, PeerClosed
 from chatd.transport.websocket.flusher import Flusher
 
 access_log = logging.getLogger("chatd.access")
 
 MAX_CLIENT_ID_CHARS = 64
+MAX_TYPE_CHARS = 32  # the longest known is 7; an unknown one is echoed in the error
 # Frames between max_frame_bytes and this get an error frame; past it the socket closes (1009).
 HARD_FRAME_LIMIT = 4 * 1024 * 1024
+# A ?since= replay is written this much at a time; the outbox is looked at in between.
+REPLAY_CHUNK_BYTES = 64 * 1024
+_TCP_NOTSENT_LOWAT: int | None = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 # A client that offers this subprotocol gets several events per frame, newline-separated.
 BATCH_SUBPROTOCOL = "chatd.batch"
-REPLAY_PAGE = 200
 ROOM_PATH = re.compile(r"/ws/rooms/(\d+)")
 
 
@@ -67,16 +76,37 @@ class _Refused(ChatdError):
 
 
 def parse_frame(raw: str | bytes, settings: Settings) -> dict[str, Any]:
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > settings.max_frame_bytes:
-        raise BadFrame("frame_too_large", f"frames are limited to {settings.max_frame_bytes} bytes")
     try:
-        frame = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        frame = json.loads(_frame_text(raw, settings))
+    except ValueError:
         raise BadFrame("invalid_json", "the frame is not valid JSON") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise BadFrame("invalid_frame", 'a frame is a JSON object with a string "type"')
+    if (
+        not isinstance(frame, dict)
+        or not isinstance(kind := frame.get("type"), str)
+        or len(kind) > MAX_TYPE_CHARS
+    ):
+        raise BadFrame("invalid_frame", 'a frame is a JSON object with a short string "type"')
     return frame
+
+
+def _frame_text(raw: str | bytes, settings: Settings) -> str:
+    """The frame as text, once it is known to be cheap to parse: small and shallow."""
+    limit = settings.max_frame_bytes
+    # A character is one UTF-8 byte or more: a frame too long in characters is not encoded.
+    if len(raw) > limit or (
+        isinstance(raw, str)
+        and not raw.isascii()
+        and len(raw.encode("utf-8", "surrogatepass")) > limit
+    ):
+        raise BadFrame("frame_too_large", f"frames are limited to {limit} bytes")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            raise BadFrame("invalid_json", "a binary frame must hold UTF-8 JSON") from None
+    if too_deep(raw):
+        raise BadFrame("frame_too_deep", f"frames nest at most {MAX_JSON_DEPTH} levels deep")
+    return raw
 
 
 def draft_from(frame: dict[str, Any], member: Member, settings: Settings) -> Draft:
@@ -91,27 +121,32 @@ def draft_from(frame: dict[str, Any], member: Member, settings: Settings) -> Dra
     if "\x00" in text or not _encodable(text):
         raise BadFrame("invalid_text", "text must be valid Unicode without NUL characters")
     client_id = payload.get("client_id")
-    if client_id is not None and (
-        not isinstance(client_id, str)
-        or not 1 <= len(client_id) <= MAX_CLIENT_ID_CHARS
-        or not _encodable(client_id)
-        or "\x00" in client_id
-    ):
+    if client_id is not None and not _valid_client_id(client_id):
         raise BadFrame(
             "invalid_client_id", f"client_id must be a string of 1 to {MAX_CLIENT_ID_CHARS} chars"
         )
     return Draft(member.room_id, member.user_id, text, client_id)
 
 
-def _client_id_of(raw: str | bytes) -> dict[str, str]:
-    """The client_id of a refused send, when it can be read, so the client knows which."""
+def _client_id_of(raw: str | bytes, settings: Settings) -> dict[str, str]:
+    """The client_id of a refused send, when it can be read, so the client knows which.
+
+    Read within parse_frame's bounds (an oversized or deep frame is never parsed),
+    and only a valid one: it goes back in the error frame, which must encode."""
     try:
-        client_id = json.loads(raw)["payload"]["client_id"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        client_id = json.loads(_frame_text(raw, settings))["payload"]["client_id"]
+    except (BadFrame, ValueError, KeyError, TypeError):
         return {}
-    if isinstance(client_id, str) and len(client_id) <= MAX_CLIENT_ID_CHARS:
-        return {"client_id": client_id}
-    return {}
+    return {"client_id": client_id} if _valid_client_id(client_id) else {}
+
+
+def _valid_client_id(client_id: object) -> bool:
+    return (
+        isinstance(client_id, str)
+        and 1 <= len(client_id) <= MAX_CLIENT_ID_CHARS
+        and "\x00" not in client_id
+        and _encodable(client_id)
+    )
 
 
 def _encodable(text: str) -> bool:
@@ -157,7 +192,9 @@ class RoomSockets:
                     try:
                         await self._handle(raw, member)
                     except ChatdError as exc:  # a bad frame, or the server going away
-                        member.offer(error_frame(exc.code, exc.message, **_client_id_of(raw)))
+                        member.offer(
+                            error_frame(exc.code, exc.message, **_client_id_of(raw, self._settings))
+                        )
             except (PeerClosed, ProtocolError) as exc:
                 # Only what the close needs: the exception's traceback would hold this
                 # frame, and so the whole connection, in a cycle until a full collection.
@@ -191,9 +228,11 @@ class RoomSockets:
         try:
             access_log.info("websocket %s: opening", path)
             try:
-                room_id, user_id = self._authenticate(request)
+                room_id, user_id, signed_in_at = self._authenticate(request)
                 user_token = user_id_var.set(user_id)
-                member, since = await self._check(connection, request, room_id, user_id)
+                member, since = await self._check(
+                    connection, request, room_id, user_id, signed_in_at
+                )
             except ChatdError as exc:
                 extra = {HEADER: request_id, **getattr(exc, "headers", {})}
                 with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(OSError, PeerClosed):
@@ -220,18 +259,24 @@ class RoomSockets:
                 user_id_var.reset(user_token)
             request_id_var.reset(request_token)
 
-    def _authenticate(self, request: handshake.Request) -> tuple[RoomId, UserId]:
-        """The room asked for and who asks, from checks that need no I/O."""
+    def _authenticate(self, request: handshake.Request) -> tuple[RoomId, UserId, int]:
+        """The room asked for, who asks and when their token was issued, from checks
+        that need no I/O."""
         if (problem := handshake.problem(request)) is not None:
             raise _Refused(*problem)
+        if not handshake.origin_allowed(request, self._settings.allowed_origins):
+            # Another site's page, in a browser: it would act as the user (docs/security.md).
+            origin = printable(request.headers.get("origin") or "")
+            raise Forbidden(f"pages from {origin} may not connect here (CHATD_ALLOWED_ORIGINS)")
         matched = ROOM_PATH.fullmatch(request.path)
         if matched is None:
             raise NotFound(f"no WebSocket route {printable(request.path)}")
         if self._service.draining.is_set():
             raise ShuttingDown("this instance is restarting; connect again (another will answer)")
         token = bearer_token(request.headers, request.query)
-        user_id = verify_access_token(token, self._settings.jwt_secret)
-        return room_id_param(int(matched.group(1))), user_id
+        # Refuses tokens issued before a password change too (no I/O).
+        user_id, signed_in_at = self._service.accounts.verify_access_claims(token)
+        return room_id_param(int(matched.group(1))), user_id, signed_in_at
 
     async def _check(
         self,
@@ -239,12 +284,15 @@ class RoomSockets:
         request: handshake.Request,
         room_id: RoomId,
         user_id: UserId,
+        signed_in_at: int,
     ) -> tuple[Member, int | None]:
         settings = self._settings
         await readable_room(self._service.store, room_id, user_id)
         since = query_int(request.query, "since", default=None, low=0)
         connection.batched = BATCH_SUBPROTOCOL in handshake.offered_subprotocols(request)
-        member = Member(room_id, user_id, settings.outbox_size, outlet=connection)
+        member = Member(
+            room_id, user_id, settings.outbox_size, outlet=connection, signed_in_at=signed_in_at
+        )
         connection.member = member
         return member, since
 
@@ -254,7 +302,7 @@ class RoomSockets:
         """Who is online, the replay after ?since=, then the Flusher writes what comes."""
         await self._tell_presence(member)
         if replay_to is not None and not await self._replay(connection, member, replay_to):
-            member.kick(RESYNC, "history unavailable")  # the client retries later
+            member.kick(ROOM_FAILED, "history unavailable")  # the client retries later
         connection.release()
         connection.feed(already_read)
 
@@ -263,7 +311,19 @@ class RoomSockets:
         frame = parse_frame(raw, settings)
         kind = frame["type"]
         if kind == "message":
-            await service.writer.submit(draft_from(frame, member, settings), member)
+            sends = service.limits.sends
+            if not (wait_s := sends.wait_s(member.user_id)):
+                await service.writer.submit(draft_from(frame, member, settings), member)
+            elif sends.refused_too_often(member.user_id):
+                member.kick(POLICY_VIOLATION, "too many messages, again and again")
+            else:  # refused; the socket stays, and the client knows when to send again
+                payload = frame.get("payload")
+                client_id = payload.get("client_id") if isinstance(payload, dict) else None
+                extra = {"client_id": client_id} if _valid_client_id(client_id) else {}
+                message = f"too many messages; wait {wait_s:.1f} s"
+                member.offer(
+                    error_frame("rate_limited", message, retry_after=round(wait_s, 3), **extra)
+                )
         elif kind == "ping":
             member.offer(PONG)
         elif kind == "typing":
@@ -297,29 +357,36 @@ class RoomSockets:
             member.offer(presence_frame(user_id, "online"))
 
     async def _replay(self, connection: Connection, member: Member, joined_at: int) -> bool:
-        """Everything after since up to the room's id when we joined (live frames cover
-        the rest); False if the history could not be read."""
-        since = connection.sent_id
-        if joined_at - since > self._settings.replay_cap:
-            # Too much to replay here: the client pages REST history for the gap.
-            connection.sent_id = joined_at
-            frame = error_frame(
-                "replay_too_large",
-                f"more than {self._settings.replay_cap} messages after since={since}; page back "
-                f"through GET /api/v1/rooms/{member.room_id}/messages; this connection "
-                f"is live from id {joined_at + 1}",
-                live_from=joined_at + 1,
-            )
-            await connection.send_now(connection.encode([frame]))
-            return True
-        try:
-            messages = await self._service.history.between(member.room_id, since, joined_at)
-        except StoreUnavailable:
-            return False
-        for start in range(0, len(messages), REPLAY_PAGE):
-            page = messages[start : start + REPLAY_PAGE]
-            await connection.send_now(connection.encode([message_frame(m) for m in page]))
-            connection.sent_id = page[-1].id
+        """Every message after since, read a page at a time and written as the socket
+        drains; the live ones the room queued meanwhile follow. False if history could
+        not be read.
+
+        A long replay in a busy room could fill the outbox with live messages, and the
+        socket would be closed as a slow consumer only to resume and replay again. So
+        once they fill half of it they are dropped, and the replay goes on through the
+        newest of them: they are in the store. Presence and typing frames stay.
+        """
+        history, page_size = self._service.history, self._settings.replay_page
+        pending, half_full = member.pending, member.outbox_size // 2
+        until = joined_at
+        with _unsent_at_most(connection.sock, REPLAY_CHUNK_BYTES):
+            while connection.sent_id < until:
+                try:
+                    page = await history.page(member.room_id, connection.sent_id, until, page_size)
+                except StoreUnavailable:
+                    return False
+                if not page:
+                    break  # the room's messages are gone (it was deleted): its close follows
+                frames = [message_frame(message) for message in page]
+                # In chunks, so that the outbox is looked at often however slow the socket.
+                for start, end in _spans(frames, REPLAY_CHUNK_BYTES):
+                    if member.close_code is not None:
+                        return True
+                    await connection.send_now(connection.encode(frames[start:end]))
+                    connection.sent_id = page[end - 1].id
+                    if len(pending) >= half_full:
+                        until = max(until, _drop_messages(pending, up_to=None))
+        _drop_messages(pending, up_to=connection.sent_id)  # sent from the store already
         return True
 
 
@@ -329,6 +396,50 @@ class _Ended(NamedTuple):
     by_peer: bool
     code: int
     why: str
+
+
+@contextmanager
+def _unsent_at_most(sock: socket.socket, max_bytes: int) -> Iterator[None]:
+    """Inside, the kernel takes about max_bytes not yet sent (Linux's TCP_NOTSENT_LOWAT),
+    rather than megabytes of autotuned buffer that then drain by half before a blocked
+    writer wakes: the replay waits on its reader, and looks at the outbox often."""
+    option = _TCP_NOTSENT_LOWAT
+    try:
+        if option is None:  # not Linux
+            raise OSError
+        before = sock.getsockopt(socket.IPPROTO_TCP, option)
+        sock.setsockopt(socket.IPPROTO_TCP, option, max_bytes)
+    except OSError:  # not TCP either
+        yield
+        return
+    try:
+        yield
+    finally:
+        with suppress(OSError):  # the peer may be gone
+            sock.setsockopt(socket.IPPROTO_TCP, option, before)
+
+
+def _spans(frames: list[Outgoing], max_bytes: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive runs of frames, each run about max_bytes or less."""
+    start, size = 0, 0
+    for end, frame in enumerate(frames, 1):
+        size += len(frame.payload)
+        if size >= max_bytes or end == len(frames):
+            yield start, end
+            start, size = end, 0
+
+
+def _drop_messages(pending: list[Outgoing], *, up_to: int | None) -> int:
+    """Remove the queued message frames with ids up to `up_to` (all if None), keeping
+    the others in order; the newest id removed, or 0."""
+    dropped = [f.message_id for f in pending if f.message_id is not None]
+    if up_to is not None:
+        dropped = [message_id for message_id in dropped if message_id <= up_to]
+    if not dropped:
+        return 0
+    newest = dropped[-1]  # a room queues its messages in id order
+    pending[:] = [f for f in pending if f.message_id is None or f.message_id > newest]
+    return newest
 
 
 def _close_reason(why: str, last_id: int) -> str:

@@ -108,6 +108,20 @@ async def test_a_message_past_the_hard_limit_closes_with_1009(api: Api) -> None:
         assert frame.payload[0] == CloseReason.MESSAGE_TOO_BIG
 
 
+async def test_a_fragment_that_would_pass_the_hard_limit_is_refused_from_its_header(
+    api: Api,
+) -> None:
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    async with raw_socket(api, ann, f"/ws/rooms/{room['id']}") as (_, _, client):
+        await client.send(client.protocol.send_data(b"x" * (3 * 1024 * 1024), fin=False))
+        # Another 2 MiB would make 5: refused on this header, with none of it sent.
+        await client.send(bytes([0x80, 0xFF]) + (2 * 1024 * 1024).to_bytes(8, "big"))
+        while (frame := await client.frame()).opcode != Opcode.CLOSE:
+            pass
+        assert frame.payload[0] == CloseReason.MESSAGE_TOO_BIG
+
+
 async def test_an_unmasked_frame_closes_with_1002_and_stores_nothing(api: Api) -> None:
     ann = await api.signup()
     room = await api.create_room(ann)

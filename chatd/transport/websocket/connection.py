@@ -21,18 +21,15 @@ from typing import Protocol
 
 import trio
 
+from chatd.closecodes import INVALID_PAYLOAD, NORMAL, PROTOCOL_ERROR
 from chatd.hub.frames import Outgoing, text_frame
 from chatd.hub.member import Member
 from chatd.transport.websocket.codec import (
     BINARY,
     CLOSE,
     CONTINUATION,
-    INVALID_PAYLOAD,
-    MESSAGE_TOO_BIG,
-    NORMAL,
     PING,
     PONG,
-    PROTOCOL_ERROR,
     TEXT,
     ProtocolError,
     close_frame,
@@ -62,6 +59,7 @@ class Connection:
     """The Outlet of one member: its socket, and who writes to it right now."""
 
     __slots__ = (
+        "_assembled",
         "_fragments",
         "_held",
         "_inbox",
@@ -99,6 +97,7 @@ class Connection:
         self._inbox: bytes | bytearray | None = None  # received, not yet parsed
         self._offset = 0  # where the next frame starts in _inbox
         self._fragments: list[bytes] | None = None  # a fragmented message so far
+        self._assembled = 0  # its payload bytes
         self._waiting: trio.CancelScope | None = None
 
     # -- the Outlet protocol (called by the member, from other tasks) --------
@@ -264,7 +263,10 @@ class Connection:
     def _next_message(self) -> str | bytes | None:
         """The next whole data message among the bytes received; answers pings on the way."""
         while self._inbox is not None:
-            frame = next_frame(self._inbox, self._offset, self.max_message_bytes)
+            # What the message may still grow by: a fragment is refused from its header
+            # as soon as it would take the message past the limit, not once it is buffered.
+            room = self.max_message_bytes - self._assembled
+            frame = next_frame(self._inbox, self._offset, room)
             if frame is None:
                 return None
             opcode, fin, payload, self._offset = frame
@@ -289,13 +291,12 @@ class Connection:
             raise ProtocolError(PROTOCOL_ERROR, "a new message before the last one finished")
         else:
             self._fragments = [bytes((opcode,)), payload]
-        size = sum(len(part) for part in self._fragments) - 1
-        if size > self.max_message_bytes:
-            raise ProtocolError(MESSAGE_TOO_BIG, "message too big")
+        self._assembled += len(payload)
         if not fin:
             return None
         first, *parts = self._fragments
         self._fragments = None
+        self._assembled = 0
         data = b"".join(parts)
         if first[0] == BINARY:
             return data

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = "13"
+DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 class Headers(dict[str, str]):
@@ -83,6 +85,56 @@ def problem(request: Request) -> tuple[int, str, dict[str, str]] | None:
     if len(key) != 16:
         return 400, "Sec-WebSocket-Key must be 16 bytes in base64", {}
     return None
+
+
+def origin_allowed(request: Request, allowed_origins: str) -> bool:
+    """Whether a page from the request's Origin may open this socket (CHATD_ALLOWED_ORIGINS).
+
+    Browsers send Origin on every WebSocket handshake and let any page open one
+    to any site (with the user's cookies, and ?token= where a page has one); only
+    the server can refuse. Clients that are not browsers send none (chatd's
+    terminal client, bench, tests): they are let in, since a header they could
+    set to anything would prove nothing. The page's own site is always allowed:
+    Origin's host and port equal Host's. "*" allows every origin; otherwise the
+    setting lists more, comma-separated ("https://chat.example.com,https://x.example").
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    listed = allowed_origin_set(allowed_origins)
+    scheme, host = _scheme_and_host(origin)
+    if not host:  # "null" (a sandboxed frame, a file:// page) or garbage
+        return listed is None
+    if listed is None or f"{scheme}://{host}" in listed:
+        return True
+    # Host has no scheme: behind a TLS proxy, Origin https://chat.example comes with Host
+    # chat.example. (A proxy that rewrites Host needs its public origin listed.)
+    own = (request.headers.get("host") or "").strip().lower()
+    return host == _without_default_port(own, scheme)
+
+
+@functools.lru_cache(maxsize=4)
+def allowed_origin_set(allowed_origins: str) -> frozenset[str] | None:
+    """The origins listed, as scheme://host[:port] without a default port; None for "*"."""
+    entries = {entry.strip() for entry in allowed_origins.split(",")} - {""}
+    if "*" in entries:
+        return None
+    return frozenset("://".join(_scheme_and_host(entry)) for entry in entries)
+
+
+def _scheme_and_host(origin: str) -> tuple[str, str]:
+    """("https", "chat.example.com") from "https://Chat.example.com:443"; ("", "") if none."""
+    try:
+        parts = urlsplit(origin.strip())
+    except ValueError:  # a malformed IPv6 literal, say
+        return "", ""
+    scheme = parts.scheme.lower()
+    return scheme, _without_default_port(parts.netloc.lower(), scheme)
+
+
+def _without_default_port(host: str, scheme: str) -> str:
+    default = DEFAULT_PORTS.get(scheme)
+    return host.removesuffix(default) if default else host
 
 
 def offered_subprotocols(request: Request) -> set[str]:
