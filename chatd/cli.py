@@ -11,14 +11,13 @@ from dataclasses import replace
 import trio
 
 from chatd.bench.options import add_bench_arguments
-from chatd.bench.run import bench_command
 from chatd.client.commands import COMMANDS as CLIENT_COMMANDS
 from chatd.client.commands import add_client_commands, run_client_command
 from chatd.config import ConfigError, Settings
 from chatd.logs import setup_logging
-from chatd.server import serve
-from chatd.store.migrate import apply_migrations
-from chatd.supervisor import WorkersNeedRedis, supervise
+
+# The server and the bench are imported only by the commands that run them: the
+# client commands (`chatd chat`) start in a fraction of the time without them.
 
 log = logging.getLogger("chatd")
 
@@ -33,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument(
         "--workers", type=int, default=1, help="worker processes sharing the port (needs Redis)"
     )
-    serve_cmd.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)  # set by --workers
+    # Set by --workers: the listening socket to share, and who supervises this worker.
+    serve_cmd.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)
+    serve_cmd.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply pending database migrations and exit")
     bench_cmd = commands.add_parser(
         "bench", help="load-test a chatd started on loopback (uses CHATD_* settings; never :8080)"
@@ -54,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "bench":
+        from chatd.bench.run import bench_command
+
         return bench_command(settings, args)
+
+    from chatd.server import serve
+    from chatd.store.migrate import apply_migrations
+    from chatd.supervisor import WorkersNeedRedis, supervise
 
     if args.command == "migrate":
         applied = apply_migrations(settings.database_url)
@@ -75,5 +82,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"chatd: {exc}", file=sys.stderr)
                 return 2
         else:
-            trio.run(lambda: serve(settings, shutdown_on_signal=True, inherit_fd=args.inherit_fd))
+            trio.run(
+                lambda: serve(
+                    settings,
+                    shutdown_on_signal=True,
+                    inherit_fd=args.inherit_fd,
+                    supervisor_pid=args.supervisor_pid,
+                )
+            )
     return 0

@@ -104,20 +104,29 @@ class Api:
             yield Socket(ws)
 
     @asynccontextmanager
-    async def slow_socket(self, who: Account, room_id: int) -> AsyncIterator[Socket]:
-        """A socket with a tiny kernel receive buffer, so that not reading soon
-        pushes back on the server instead of vanishing into megabytes of buffer."""
+    async def slow_socket(
+        self,
+        who: Account,
+        room_id: int,
+        *,
+        since: int | None = None,
+        receive_buffer: int = 4096,
+    ) -> AsyncIterator[Socket]:
+        """A socket with a small kernel receive buffer, so that not reading soon
+        pushes back on the server instead of vanishing into megabytes of buffer
+        (as it would to a phone on a poor network)."""
         host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
         sock = trio.socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         await sock.connect((host, int(port)))
         headers = [("Authorization", f"Bearer {who.access_token}")]
+        resume = "" if since is None else f"?since={since}"
         async with trio.open_nursery() as nursery:
             ws = await wrap_client_stream(
                 nursery,
                 trio.SocketStream(sock),
                 host,
-                f"/ws/rooms/{room_id}",
+                f"/ws/rooms/{room_id}{resume}",
                 extra_headers=headers,
             )
             try:

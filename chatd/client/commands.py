@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,19 +86,55 @@ def run_client_command(args: argparse.Namespace, env: Mapping[str, str] | None =
     except UsageError as exc:
         print(f"chatd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ApiError as exc:
-        print(f"chatd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:  # Ctrl-C at the password prompt
         return EXIT_INTERRUPTED
 
 
 def _run_until_interrupted(args: argparse.Namespace, login: Login) -> int:
     try:
-        return trio.run(_run, args, login)
-    except* KeyboardInterrupt:  # Ctrl-C: trio may deliver it inside a nursery's group
+        return trio.run(_run_or_interrupted, args, login)
+    except* KeyboardInterrupt:  # Ctrl-C before the watcher listened, or a second one
         pass
     return EXIT_INTERRUPTED
+
+
+async def _run_or_interrupted(args: argparse.Namespace, login: Login) -> int:
+    """_run(), or EXIT_INTERRUPTED once Ctrl-C has cancelled it.
+
+    Ctrl-C cancels, rather than raising KeyboardInterrupt in whatever code the
+    interpreter is running: trio-websocket, for one, holds a KeyboardInterrupt
+    that lands while it is connecting until the server hangs up, and chat
+    would run on. Cancellation is what every library is written to handle.
+    """
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_cancel_on_ctrl_c, nursery.cancel_scope)
+        try:
+            code = await _run(args, login)
+        except ApiError as exc:  # here, before the nursery wraps it in a group
+            print(f"chatd: {exc}", file=sys.stderr)
+            code = EXIT_FAILED
+        nursery.cancel_scope.cancel()  # the watcher
+        return code
+    return EXIT_INTERRUPTED
+
+
+async def _cancel_on_ctrl_c(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel scope at the first Ctrl-C (SIGINT).
+
+    A process started with SIGINT ignored (a script's background job, nohup)
+    keeps ignoring it, as Python does. Once the first has arrived, the
+    receiver is closed: a second Ctrl-C during shutdown raises KeyboardInterrupt.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        task_status.started()
+        return
+    with trio.open_signal_receiver(signal.SIGINT) as ctrl_c:
+        task_status.started()
+        async for _ in ctrl_c:
+            break
+    scope.cancel()
 
 
 def resolve_login(args: argparse.Namespace, env: Mapping[str, str]) -> Login:

@@ -257,7 +257,6 @@ class RoomView {
     live.addEventListener("pending", (e) => this.showPending(e.detail.send));
     live.addEventListener("acked", (e) => this.removePending(e.detail.send.client_id));
     live.addEventListener("error", (e) => showError("room-error", e.detail));
-    live.addEventListener("gap", (e) => this.onGap(e.detail.live_from));
     live.addEventListener("presence", (e) => this.onPresence(e.detail));
     live.addEventListener("typing", (e) => this.onTyping(e.detail.user_id));
     live.start();
@@ -292,18 +291,6 @@ class RoomView {
       showError("room-error", err);
     } finally {
       this.loadingOlder = false;
-    }
-  }
-
-  async onGap(liveFrom) {
-    // More was missed than the server replays: start over from the newest history.
-    $("messages").replaceChildren();
-    this.shown.clear();
-    try {
-      const page = await api.messages(this.roomId, { before: liveFrom, limit: HISTORY_PAGE });
-      if (!this.closed) this.addPage(page);
-    } catch (err) {
-      showError("room-error", err);
     }
   }
 

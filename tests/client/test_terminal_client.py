@@ -6,18 +6,48 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
 import trio
 
+from chatd.config import Settings
 from tests.conftest import start_server
 from tests.helpers import PASSWORD, Account, Api
 from tests.web.conftest import CuttableProxy
 
 STEP_TIMEOUT_S = 20
+# A terminal's shell runs its foreground job with SIGINT at the default disposition.
+# A test runner started as a script's background job (`pytest &`, nohup) ignores
+# SIGINT and its children inherit that, so a chat started from it cannot hear Ctrl-C
+# (which is how test_ctrl_c_ends_chat once waited out its 20 s): start it as a
+# terminal would.
+AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+# What such a runner does to its children, to show the above keeps Ctrl-C working.
+LIKE_A_BACKGROUND_JOB = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+# `chatd` with Ctrl-C pressed at the worst moment there was: while trio-websocket
+# opens the connection, which held the KeyboardInterrupt until the server hung up.
+# The signal is sent from the task that connects, so it is handled right there.
+CTRL_C_AS_THE_SOCKET_OPENS = """
+import os, runpy, signal, sys
+import trio_websocket._impl as websocket
+connect = websocket.connect_websocket
+async def connect_then_ctrl_c(*args, **kwargs):
+    connection = await connect(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    return connection
+websocket.connect_websocket = connect_then_ctrl_c
+sys.argv = ["chatd", *sys.argv[1:]]
+runpy.run_module("chatd", run_name="__main__")
+"""
 
 
 @pytest.fixture
@@ -89,8 +119,16 @@ class Chat:
 
 
 @asynccontextmanager
-async def chatting(nursery: trio.Nursery, room_id: int, env: dict[str, str]) -> AsyncIterator[Chat]:
-    command = [sys.executable, "-m", "chatd", "chat", str(room_id)]
+async def chatting(
+    nursery: trio.Nursery,
+    room_id: int,
+    env: dict[str, str],
+    *,
+    launcher: tuple[str, ...] = (),
+    chatd: tuple[str, ...] = ("-m", "chatd"),
+) -> AsyncIterator[Chat]:
+    terminal = [sys.executable, "-c", AS_IN_A_TERMINAL]
+    command = [*launcher, *terminal, *chatd, "chat", str(room_id)]
     process: trio.Process = await nursery.start(
         partial(
             trio.run_process,
@@ -233,19 +271,45 @@ async def test_chat_resumes_after_a_network_blip_and_resends_once(
     assert stored == ["into the void", *missed, "typed while away"]
 
 
-async def test_ctrl_c_ends_chat(api: Api, nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("runner", ["in a terminal", "from a background job"])
+async def test_ctrl_c_ends_chat(api: Api, nursery: trio.Nursery, runner: str) -> None:
     ann = await api.signup()
     room = await api.create_room(ann)
-    async with chatting(nursery, room["id"], client_env(api.base_url, ann)) as chat:
+    launcher = () if runner == "in a terminal" else (sys.executable, "-c", LIKE_A_BACKGROUND_JOB)
+    env = client_env(api.base_url, ann)
+    async with chatting(nursery, room["id"], env, launcher=launcher) as chat:
         await chat.err.until("Ctrl-D quits")
         chat.process.send_signal(signal.SIGINT)
         with trio.fail_after(STEP_TIMEOUT_S):
             assert await chat.process.wait() == 130
 
 
+async def test_ctrl_c_ends_chat_as_the_socket_opens(api: Api, nursery: trio.Nursery) -> None:
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    env = client_env(api.base_url, ann)
+    chatd = ("-c", CTRL_C_AS_THE_SOCKET_OPENS)
+    async with chatting(nursery, room["id"], env, chatd=chatd) as chat:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            assert await chat.process.wait() == 130
+
+
+async def test_ctrl_c_ends_chat_while_it_reconnects(api: Api, nursery: trio.Nursery) -> None:
+    ann = await api.signup()
+    room = await api.create_room(ann)
+    proxy = CuttableProxy(int(api.base_url.rsplit(":", 1)[1]))
+    proxy_url: str = await nursery.start(proxy.run)
+    async with chatting(nursery, room["id"], client_env(proxy_url, ann)) as chat:
+        await chat.err.until("Ctrl-D quits")
+        proxy.cut()  # and refuse new connections: it keeps trying
+        await chat.err.until("-- disconnected")
+        chat.process.send_signal(signal.SIGINT)
+        with trio.fail_after(STEP_TIMEOUT_S):
+            assert await chat.process.wait() == 130
+
+
 async def test_send_refreshes_a_token_about_to_expire(
-    nursery: trio.Nursery,
-    settings_with,  # type: ignore[no-untyped-def]
+    nursery: trio.Nursery, settings_with: Callable[..., Settings]
 ) -> None:
     # Tokens live 3 s, well under the client's refresh margin: every call refreshes
     # first, each refresh spending the token before it. (Not 1 s: the server rounds

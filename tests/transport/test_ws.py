@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -205,21 +206,20 @@ async def test_since_with_concurrent_senders_has_no_gap_and_no_duplicate(api: Ap
     assert seen == list(range(since + 1, total + 1))
 
 
-async def test_resume_past_the_replay_cap_asks_for_rest_paging(
-    nursery: trio.Nursery, settings_with
-) -> None:  # type: ignore[no-untyped-def]
-    api, _ = await start_server(nursery, settings_with(replay_cap=5))
+async def test_resume_replays_a_gap_longer_than_a_page_whole(
+    nursery: trio.Nursery, settings_with: Callable[..., Settings]
+) -> None:
+    api, _ = await start_server(nursery, settings_with(replay_page=3))
     ann = await api.signup()
     room = await api.create_room(ann)
     async with api.socket(ann, room["id"]) as ws:
         await ws.send_many(8)
-    async with api.socket(ann, room["id"], since=1) as ws:
-        error = await ws.error()
-        assert error["code"] == "replay_too_large" and "/messages" in error["message"]
+    async with api.socket(ann, room["id"], since=1) as ws:  # 7 to go: three pages
+        assert [m["id"] for m in await ws.messages(7)] == [2, 3, 4, 5, 6, 7, 8]
         await ws.send("still live")
         assert (await ws.message())["id"] == 9
-    async with api.socket(ann, room["id"], since=4) as ws:  # 5 to go: within the cap
-        assert [m["id"] for m in await ws.messages(5)] == [5, 6, 7, 8, 9]
+    async with api.socket(ann, room["id"], since=0) as ws:  # the whole room
+        assert [m["id"] for m in await ws.messages(9)] == list(range(1, 10))
     await api.aclose()
 
 
