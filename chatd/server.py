@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 from hypercorn.config import Config
@@ -54,11 +57,38 @@ async def until_signalled() -> None:
             return
 
 
+async def until_orphaned(parent_pid: int, period_s: float = 1.0) -> None:
+    """Returns once this process's parent has died (it was re-parented).
+
+    A `serve --workers N` worker must not outlive its supervisor, or it would keep
+    serving the port unsupervised. Polled rather than PR_SET_PDEATHSIG: trio starts
+    processes from worker threads, and that signal fires when the forking thread
+    ends, not the process.
+    """
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 (the kernel tells nobody: ask it)
+        await trio.sleep(period_s)
+    log.warning("the supervisor (pid %s) is gone: shutting down", parent_pid)
+
+
+async def until_told_to_stop(supervisor_pid: int | None) -> None:
+    """A signal, or for a worker of `serve --workers N` also its supervisor's death."""
+    async with trio.open_nursery() as nursery:
+
+        async def first_wins(wait: Callable[[], Awaitable[None]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(first_wins, until_signalled)
+        if supervisor_pid is not None:
+            nursery.start_soon(first_wins, partial(until_orphaned, supervisor_pid))
+
+
 async def serve(
     settings: Settings,
     *,
     shutdown_on_signal: bool = False,
     inherit_fd: int | None = None,
+    supervisor_pid: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
@@ -69,7 +99,7 @@ async def serve(
         await nursery.start(flusher.run)
 
         async def drain_on_signal() -> None:
-            await until_signalled()
+            await until_told_to_stop(supervisor_pid)
             await drain(service)  # then the server stops listening and finishes requests
 
         async def listen(task_status: trio.TaskStatus[list[str]]) -> None:

@@ -74,6 +74,7 @@ async def _keep_running(index: int, fd: int, env: dict[str, str], metrics_dir: s
     """Run worker `index`, restarting it (with backoff) if it dies."""
     failures = 0
     command = [sys.executable, "-m", "chatd", "serve", "--no-migrate", "--inherit-fd", str(fd)]
+    command += ["--supervisor-pid", str(os.getpid())]  # the worker stops if we die
     while True:
         started = trio.current_time()
         async with trio.open_nursery() as nursery:

@@ -2,111 +2,23 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import os
-import re
 import signal
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from tests.helpers import Account, Api
+from tests.processes import Cluster, Instance, login_on, two_instances_one_room, wait_for_redis
 from tests.redisserver import RedisServer
 
 PRESENCE_TTL_S = 3.0
-SECRET = "cluster-test-secret-long-enough-for-hs256!"
-
-
-@dataclass
-class Instance:
-    api: Api
-    process: trio.Process
-    output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-
-
-@dataclass
-class Cluster:
-    nursery: trio.Nursery
-    database_url: str
-    redis_url: str
-    instances: list[Instance] = field(default_factory=list)
-
-    async def start(self, *args: str) -> Instance:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")} | {
-            "CHATD_DATABASE_URL": self.database_url,
-            "CHATD_REDIS_URL": self.redis_url,
-            "CHATD_JWT_SECRET": SECRET,
-            "CHATD_BCRYPT_ROUNDS": "4",
-            "CHATD_PRESENCE_TTL_S": str(PRESENCE_TTL_S),
-        }
-        instance: Instance = await self.nursery.start(_run_instance, env, args)
-        self.instances.append(instance)
-        return instance
-
-
-async def _run_instance(
-    env: dict[str, str], args: tuple[str, ...], task_status: trio.TaskStatus[Instance]
-) -> None:
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "chatd", "serve", "--port", "0", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    instance: Instance | None = None
-    output: collections.deque[str] = collections.deque(maxlen=200)
-    try:
-        assert process.stdout is not None
-        buffer = b""
-        with trio.fail_after(30) as startup:
-            async for chunk in process.stdout:
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in map(bytes.decode, lines):
-                    output.append(line)
-                    if instance is None and (match := re.search(r"listening on (\S+)", line)):
-                        instance = Instance(Api(match.group(1)), process, output)
-                        startup.deadline = float("inf")
-                        task_status.started(instance)
-        if instance is None:
-            raise RuntimeError("chatd exited before listening:\n" + "\n".join(output))
-        await process.wait()
-    finally:
-        with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            if instance is not None:
-                await instance.api.aclose()
+CLUSTER_SETTINGS = {"CHATD_PRESENCE_TTL_S": str(PRESENCE_TTL_S)}
 
 
 @pytest.fixture
 async def cluster(nursery: trio.Nursery, postgres_database: str, redis: RedisServer) -> Cluster:
-    return Cluster(nursery, postgres_database, redis.url)
-
-
-async def two_instances_one_room(
-    cluster: Cluster,
-) -> tuple[Instance, Instance, Account, Account, dict[str, Any]]:
-    """Instances A and B; ann (logged in on A) owns a room; bob is logged in on B."""
-    a, b = await cluster.start(), await cluster.start()
-    ann, bob = await a.api.signup(), await a.api.signup()
-    room = await a.api.create_room(ann)
-    return a, b, ann, await login_on(b.api, bob), room
-
-
-async def login_on(api: Api, account: Account) -> Account:
-    tokens = await api.login(account.email)
-    return Account(account.id, account.email, tokens["access_token"], tokens["refresh_token"])
+    return Cluster(nursery, postgres_database, redis.url, settings=CLUSTER_SETTINGS)
 
 
 async def test_every_client_sees_every_instance_in_one_order(cluster: Cluster) -> None:
@@ -155,14 +67,6 @@ async def test_presence_and_typing_cross_instances(cluster: Cluster) -> None:
             await ann_ws.send_raw('{"type": "typing"}')
             assert await bob_ws.expect("typing") == {"user_id": ann.id}
         await bob_ws.expect("presence", user_id=ann.id, status="offline")
-
-
-async def wait_for_redis(instance: Instance) -> None:
-    """Until the instance's bus says it is connected (it reconnects with backoff)."""
-    with trio.fail_after(20):
-        # Another process's state: there is nothing to wait on but asking again.
-        while (await instance.api.http.get("/readyz")).json()["checks"]["redis"] != "ok":  # noqa: ASYNC110
-            await trio.sleep(0.05)
 
 
 async def test_a_redis_outage_loses_and_duplicates_nothing(

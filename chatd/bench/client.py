@@ -182,6 +182,29 @@ class WebSocket:
                 self.sock.send(frame)
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A failed connect, as the reports count it: the HTTP status, "timeout" or the error."""
+    if isinstance(exc, HandshakeFailed):
+        return exc.status
+    if isinstance(exc, trio.TooSlowError):
+        return "timeout"
+    return type(exc).__name__
+
+
+async def read_until_closed(ws: WebSocket, take: Callable[[list[bytes]], None]) -> Closed | None:
+    """Hand every frame to `take` as it arrives; how the server closed (None: we did)."""
+    if frames := ws.early_frames():
+        take(frames)
+    while ws.closed is None:
+        await trio.lowlevel.wait_readable(ws.sock)
+        try:
+            frames = ws.read_nowait()
+        except Closed:
+            break
+        take(frames)
+    return ws.closed
+
+
 def close_socket(sock: socket.socket) -> None:
     if sock.fileno() >= 0:
         trio.lowlevel.notify_closing(sock)  # wakes a sender waiting on it

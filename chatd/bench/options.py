@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-SCENARIOS = ("echo", "fanout", "idle", "flood")
+T = TypeVar("T")
+U = TypeVar("U")
+
+SCENARIOS = ("echo", "fanout", "idle", "flood", "soak")
+# soak: what it runs when not told otherwise
+SOAK_ROOMS, SOAK_CLIENTS, SOAK_RATE, SOAK_DURATION_S = 50, 10, 1000.0, 600.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,12 @@ class BenchOptions:
     # flood
     senders: int = 50
     window: int = 64
-    duration_s: float = 10.0
+    duration_s: float = 10.0  # flood; soak: SOAK_DURATION_S
+    # soak
+    churn_s: float = 30.0  # mean time a socket stays open before it closes
+    leave_pct: float = 20.0  # of those closes: leave for good (a newcomer joins instead)
+    warmup_s: float | None = None  # None: a fifth of the soak, at most a minute
+    max_growth_mib: float = 16.0  # server RSS growth after the warm-up that fails the soak
 
 
 DEFAULTS = BenchOptions()  # the one place each default is written
@@ -53,7 +64,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="echo (default): one room, one message in flight per client; fanout: R rooms x C "
         "clients, a step-up search for the highest rate with p99 < --p99-ms and nothing lost; "
         "idle: N open sockets, connects/s and server memory per socket; flood: pipelined "
-        "senders, messages persisted/s",
+        "senders, messages persisted/s; soak: rooms with steady traffic and sockets that "
+        "come and go for --duration-s, checks nothing is lost and memory stays flat",
     )
     add("--runs", type=int, help="repetitions, medians printed (default: echo 3, others 1)")
     add(
@@ -66,9 +78,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     add("--client-procs", type=int, help="client processes (default: 1; 2 from 100 sockets)")
     add("--json", action="store_true", help="JSON results on stdout (the text goes to stderr)")
     add("--text-bytes", type=int, default=DEFAULTS.text_bytes, help="size of each message text")
-    add("--clients", type=int, default=DEFAULTS.clients, help="sockets in a room (echo, fanout)")
+    add("--clients", type=int, help="sockets in a room (echo, fanout: 50; soak: 10)")
     add("--messages", type=int, default=DEFAULTS.messages, help="echo: messages each client sends")
-    add("--rooms", type=int, help="fanout: rooms (10); idle: rooms the sockets spread over (50)")
+    add(
+        "--rooms",
+        type=int,
+        help="fanout: rooms (10); idle: rooms the sockets spread over (50); soak: rooms (50)",
+    )
     add(
         "--concurrency",
         type=int,
@@ -107,7 +123,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--rate",
         type=float,
-        help="deliveries/s; fanout: one step at this rate, no search; idle: light traffic",
+        help="deliveries/s; fanout: one step at this rate, no search; idle: light traffic; "
+        "soak: steady traffic (1000)",
     )
     add("--connections", type=int, default=DEFAULTS.connections, help="idle: sockets to open")
     add("--users", type=int, help="idle: users the sockets log in as (default: one per socket)")
@@ -132,13 +149,36 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--duration-s",
         type=float,
-        default=DEFAULTS.duration_s,
-        help="flood: how long the senders send",
+        help="flood: how long the senders send (10); soak: how long it runs (600)",
+    )
+    add(
+        "--churn-s",
+        type=float,
+        default=DEFAULTS.churn_s,
+        help="soak: mean time a socket stays open before it closes and comes back",
+    )
+    add(
+        "--leave-pct",
+        type=float,
+        default=DEFAULTS.leave_pct,
+        help="soak: share of those closes that leave for good (a newcomer joins instead)",
+    )
+    add(
+        "--warmup-s",
+        type=float,
+        help="soak: memory growth is measured from then on (a fifth of the run, at most 60)",
+    )
+    add(
+        "--max-growth-mib",
+        type=float,
+        default=DEFAULTS.max_growth_mib,
+        help="soak: server RSS growth after the warm-up that fails the run",
     )
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     scenario: str = args.scenario
+    soak = scenario == "soak"
     options = BenchOptions(
         scenario=scenario,
         runs=args.runs if args.runs is not None else 3 if scenario == "echo" else 1,
@@ -147,9 +187,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         client_procs=args.client_procs,
         json=args.json,
         text_bytes=args.text_bytes,
-        clients=args.clients,
+        clients=_given(args.clients, SOAK_CLIENTS if soak else DEFAULTS.clients),
         messages=args.messages,
-        rooms=args.rooms if args.rooms is not None else 50 if scenario == "idle" else 10,
+        rooms=_given(args.rooms, SOAK_ROOMS if soak else 50 if scenario == "idle" else 10),
         concurrency=args.concurrency,
         step_s=args.step_s,
         settle_s=args.settle_s if args.settle_s is not None else 5.0 if scenario == "idle" else 1.0,
@@ -158,16 +198,24 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         refine=args.refine,
         max_steps=args.max_steps,
         p99_ms=args.p99_ms,
-        rate=args.rate,
+        rate=_given(args.rate, SOAK_RATE if soak else None),
         connections=args.connections,
         users=args.users,
         hold_s=args.hold_s,
         senders=args.senders,
         window=args.window,
-        duration_s=args.duration_s,
+        duration_s=_given(args.duration_s, SOAK_DURATION_S if soak else DEFAULTS.duration_s),
+        churn_s=args.churn_s,
+        leave_pct=args.leave_pct,
+        warmup_s=args.warmup_s,
+        max_growth_mib=args.max_growth_mib,
     )
     check(options)
     return options
+
+
+def _given(value: T | None, default: U) -> T | U:
+    return default if value is None else value
 
 
 def check(options: BenchOptions) -> None:
@@ -177,11 +225,17 @@ def check(options: BenchOptions) -> None:
     for name in at_least_one:
         if getattr(options, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("step_s", "start_rate", "p99_ms", "hold_s", "duration_s"):
+    for name in ("step_s", "start_rate", "p99_ms", "hold_s", "duration_s", "churn_s"):
         if getattr(options, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
     if options.settle_s < 0 or options.refine < 0:
         raise ValueError("--settle-s and --refine cannot be negative")
+    if not 0 <= options.leave_pct <= 100:
+        raise ValueError("--leave-pct must be between 0 and 100")
+    if options.warmup_s is not None and not 0 <= options.warmup_s < options.duration_s:
+        raise ValueError("--warmup-s must be at least 0 and shorter than --duration-s")
+    if options.max_growth_mib < 0:
+        raise ValueError("--max-growth-mib cannot be negative")
     if options.factor <= 1:
         raise ValueError("--factor must be above 1")
     if options.client_procs is not None and options.client_procs < 1:

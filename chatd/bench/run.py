@@ -20,9 +20,19 @@ from chatd.bench.flood import run_flood
 from chatd.bench.idle import run_idle
 from chatd.bench.options import BenchOptions, options_from_args
 from chatd.bench.procs import raise_file_limit
-from chatd.bench.report import describe, headline, medians, print_json, print_medians, sayer
+from chatd.bench.report import (
+    describe,
+    figure,
+    headline,
+    medians,
+    print_json,
+    print_medians,
+    sayer,
+)
 from chatd.bench.scratch import forget_redis_keys, scratch_settings
 from chatd.bench.server import Server, migrate, open_server
+from chatd.bench.soak import SOAK_FIGURES, run_soak, soak_headline
+from chatd.bench.stats import median
 from chatd.config import Settings
 from chatd.store.migrate import apply_migrations
 
@@ -33,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "fanout": run_fanout,
     "idle": run_idle,
     "flood": run_flood,
+    "soak": run_soak,
 }
 
 
@@ -61,13 +72,13 @@ def bench(settings: Settings, options: BenchOptions) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         settings = scratch_settings(settings, Path(scratch))
         if options.scenario != "echo":
-            say(headline(options))
+            say(soak_headline(options) if options.scenario == "soak" else headline(options))
             say(describe(settings, options))
         try:
             results = trio.run(_run_all, settings, options, say)
         except BaseException as exc:  # children are stopped by now
             raise reportable(exc) from None
-    table = medians(results, options)
+    table = soak_medians(results) if options.scenario == "soak" else medians(results, options)
     if options.scenario == "echo":
         o = options
         say(f"chatd bench: {o.clients} clients x {o.messages} messages, one room, {o.runs} runs")
@@ -77,6 +88,18 @@ def bench(settings: Settings, options: BenchOptions) -> None:
     print_medians(table, say)
     if options.json:
         print_json(settings, options, results, table)
+    # A scenario with a verdict of its own (soak) fails after it has been reported.
+    failures = [why for result in results for why in result.get("failures", [])]
+    if failures:
+        raise BenchFailed(f"{options.scenario} failed: " + "; ".join(failures))
+
+
+def soak_medians(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    table = {}
+    for name in SOAK_FIGURES:
+        values = [figure(result, (name,)) for result in results]
+        table[name] = {"median": median(values), "runs": values}
+    return table
 
 
 async def _run_all(settings: Settings, options: BenchOptions, say: Say) -> list[dict[str, Any]]:

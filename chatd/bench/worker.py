@@ -8,21 +8,12 @@ handle: it stops the workers itself.
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import trio
 
-from chatd.bench.pipe import JsonLines, send_json
-from chatd.bench.procs import raise_file_limit
+from chatd.bench.pipe import Handler, answer_commands, worker_main
 from chatd.bench.traffic import Load
 
-Handler = Callable[[Load, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[str, Handler[Load]] = {
     "open": lambda load, command: load.open(command["conns"], int(command["concurrency"])),
     "paced_step": Load.paced_step,
     "flood": Load.flood,
@@ -32,29 +23,10 @@ HANDLERS: dict[str, Handler] = {
 
 
 async def serve_commands(host: str, port: int) -> None:
-    commands = JsonLines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
-    replies = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
     async with trio.open_nursery() as nursery:
-        load = Load(nursery, host, port)
-        while True:
-            try:
-                command = await commands.receive()
-            except trio.EndOfChannel:
-                break
-            try:
-                reply = await HANDLERS[command["op"]](load, command) | {"ok": True}
-            except Exception as exc:  # reported to the parent, which stops the bench
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            await send_json(replies, reply)
+        await answer_commands(HANDLERS, Load(nursery, host, port))
         nursery.cancel_scope.cancel()
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise_file_limit()
-    host, port = sys.argv[1], int(sys.argv[2])
-    trio.run(serve_commands, host, port)
-
-
 if __name__ == "__main__":
-    main()
+    worker_main(serve_commands)

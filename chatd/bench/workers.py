@@ -96,8 +96,11 @@ class Workers:
 
 
 @asynccontextmanager
-async def open_workers(count: int, host: str, port: int) -> AsyncIterator[Workers]:
-    args = ["-m", "chatd.bench.worker", host, str(port)]
+async def open_workers(
+    count: int, host: str, port: int, program: str = "chatd.bench.worker"
+) -> AsyncIterator[Workers]:
+    """`count` client processes running `program` (a module), against host:port."""
+    args = ["-m", program, host, str(port)]
     async with AsyncExitStack() as stack:
         children = [
             await stack.enter_async_context(
