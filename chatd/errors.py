@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class ChatdError(Exception):
     code = "internal_error"
@@ -17,6 +19,11 @@ class ChatdError(Exception):
 
     def as_body(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the body (Retry-After, say)."""
+        return {}
 
 
 class InvalidJson(ChatdError):
@@ -53,3 +60,26 @@ class ShuttingDown(ChatdError):
 
 class PresenceUnavailable(ChatdError):
     code, status = "presence_unavailable", 503
+
+
+class WrongPassword(Forbidden):
+    """The current password given to change it is not the user's."""
+
+    code = "wrong_password"
+
+
+class TokenRevoked(Unauthorized):
+    """An access token issued before the user's password change."""
+
+
+class RateLimited(ChatdError):
+    code, status = "rate_limited", 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # Whole seconds (RFC 9110), rounded up: a client that waits that long gets in.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}

@@ -16,7 +16,7 @@ from chatd.auth.tokens import (
     new_refresh_token,
     new_token_family,
 )
-from chatd.errors import Forbidden, Unauthorized, ValidationFailed
+from chatd.errors import TokenRevoked, Unauthorized, ValidationFailed, WrongPassword
 from chatd.model import User, UserId
 from chatd.store import Store
 
@@ -46,16 +46,6 @@ def validate_password(raw: object) -> str:
     if "\x00" in raw:
         raise ValidationFailed("password must not contain NUL characters")
     return raw
-
-
-class WrongPassword(Forbidden):
-    """The current password given to change it is not the user's."""
-
-    code = "wrong_password"
-
-
-class TokenRevoked(Unauthorized):
-    """An access token issued before the user's password change."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ a Redis script, and a lockout record per login key.
     client.py  who is asking: the client's address (through trusted proxies)
 """
 
-from chatd.ratelimit.limits import Limits, RateLimited
+from chatd.errors import RateLimited
+from chatd.ratelimit.limits import Limits
 
 __all__ = ["Limits", "RateLimited"]

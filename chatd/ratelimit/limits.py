@@ -22,7 +22,7 @@ import trio
 
 from chatd.bus.redis import FAULTS
 from chatd.config import Settings
-from chatd.errors import ChatdError
+from chatd.errors import RateLimited
 from chatd.metrics import Metrics
 from chatd.model import UserId
 from chatd.ratelimit import redis
@@ -38,19 +38,6 @@ REDIS_RETRY_S = 5.0
 REST_USER, REST_ADDRESS, REGISTER = "rest_user", "rest_address", "register_address"
 LOGIN_ACCOUNT, LOGIN_ADDRESS, WS_SEND = "login_account", "login_address", "ws_send"
 NAMES = (REST_USER, REST_ADDRESS, REGISTER, LOGIN_ACCOUNT, LOGIN_ADDRESS, WS_SEND)
-
-
-class RateLimited(ChatdError):
-    code, status = "rate_limited", 429
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-    @property
-    def headers(self) -> dict[str, str]:
-        # Whole seconds (RFC 9110), rounded up: a client that waits that long gets in.
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 def account_key(email: object) -> str | None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from quart import Quart, request
 
-from chatd.auth.accounts import TokenRevoked
-from chatd.errors import Unauthorized
+from chatd.errors import TokenRevoked, Unauthorized
 from chatd.model import UserId
-from chatd.ratelimit import RateLimited
 from chatd.ratelimit.client import client_address
 from chatd.service import Service
 from chatd.transport.http import bearer_token
@@ -43,9 +41,3 @@ def add_admission(app: Quart, service: Service) -> None:
         forwarded_for = request.headers.get("X-Forwarded-For")
         address = client_address(forwarded_for, request.remote_addr, settings.trusted_proxy_hops)
         await limits.request(user_id, address)
-
-    @app.errorhandler(RateLimited)
-    async def rate_limited(
-        exc: RateLimited,
-    ) -> tuple[dict[str, dict[str, str]], int, dict[str, str]]:
-        return exc.as_body(), exc.status, exc.headers

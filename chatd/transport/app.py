@@ -46,8 +46,10 @@ def create_app(service: Service) -> QuartTrio:
         app.register_blueprint(blueprint(service))
 
     @app.errorhandler(ChatdError)
-    async def chatd_error(exc: ChatdError) -> tuple[dict[str, dict[str, str]], int]:
-        return exc.as_body(), exc.status
+    async def chatd_error(
+        exc: ChatdError,
+    ) -> tuple[dict[str, dict[str, str]], int, dict[str, str]]:
+        return exc.as_body(), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[dict[str, object], int, dict[str, str]]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, request
 
-from chatd.auth.accounts import WrongPassword
-from chatd.errors import Unauthorized
+from chatd.errors import Unauthorized, WrongPassword
 from chatd.model import User
 from chatd.ratelimit.client import client_address
 from chatd.service import Service

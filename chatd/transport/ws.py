@@ -72,7 +72,11 @@ class _Refused(ChatdError):
         super().__init__(message)
         self.status = status
         self.code = "bad_handshake" if status == 400 else "upgrade_required"
-        self.headers = headers
+        self._headers = headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._headers
 
 
 def parse_frame(raw: str | bytes, settings: Settings) -> dict[str, Any]:
@@ -234,7 +238,7 @@ class RoomSockets:
                     connection, request, room_id, user_id, signed_in_at
                 )
             except ChatdError as exc:
-                extra = {HEADER: request_id, **getattr(exc, "headers", {})}
+                extra = {HEADER: request_id, **exc.headers}
                 with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(OSError, PeerClosed):
                     await connection.send_now(handshake.refuse(exc.status, exc.as_body(), extra))
                 access_log.info("websocket %s: refused %s", path, exc.status)
