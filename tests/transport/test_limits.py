@@ -28,6 +28,11 @@ WRONG = "not the password at all"
 _prefixes = itertools.count(1)
 
 
+def on_redis(base: Settings, redis: RedisServer, **limits: Any) -> Settings:
+    """These limits, shared through this Redis under a prefix of the test's own."""
+    return replace(base, redis_url=redis.url, redis_prefix=f"limits{next(_prefixes)}:", **limits)
+
+
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
     """Real time, which a test may jump ahead to let a window pass."""
@@ -146,10 +151,9 @@ async def test_a_sender_who_keeps_pushing_is_disconnected_with_1008(
 async def test_one_user_on_two_instances_shares_one_send_limit(
     base: Settings, start: Any, redis: RedisServer
 ) -> None:
-    shared = replace(
+    shared = on_redis(
         base,
-        redis_url=redis.url,
-        redis_prefix=f"sends{next(_prefixes)}:",
+        redis,
         ws_send_per_s=0.2,  # nothing refills during the test
         ws_send_burst=20,
         ws_send_share_s=0.01,
@@ -268,10 +272,9 @@ async def test_rest_requests_without_a_token_are_limited_per_address(
 async def test_two_instances_on_one_redis_share_the_limits(
     base: Settings, start: Any, redis: RedisServer
 ) -> None:
-    shared = replace(
+    shared = on_redis(
         base,
-        redis_url=redis.url,
-        redis_prefix=f"shared{next(_prefixes)}:",
+        redis,
         login_account_failures=3,
         rest_user_per_s=0.01,
         rest_user_burst=30,  # signing up and creating a room fit in it
@@ -294,12 +297,7 @@ async def test_two_instances_on_one_redis_share_the_limits(
 async def test_limits_go_on_in_process_while_redis_is_away(
     base: Settings, start: Any, redis: RedisServer
 ) -> None:
-    api = await start(
-        base,
-        redis_url=redis.url,
-        redis_prefix=f"away{next(_prefixes)}:",
-        login_account_failures=3,
-    )
+    api = await start(on_redis(base, redis, login_account_failures=3))
     ann = await api.signup()
     await trio.to_thread.run_sync(redis.stop)
     # Requests are not failed because Redis is: they are counted here instead.
