@@ -92,6 +92,12 @@ class Settings:
     login_failure_window_s: float = 15 * 60.0
     login_lockout_s: float = 60.0
     login_lockout_max_s: float = 3600.0
+    # Conversations (docs/protocol.md): a group DM's size besides its creator; rooms this
+    # small (and DMs) show who has read what, and broadcast each member's watermark at most
+    # once per read_broadcast_s (the newest wins).
+    group_dm_max: int = 8
+    seen_by_max_members: int = 50
+    read_broadcast_s: float = 1.0
     # Proxies in front that append the client's address to X-Forwarded-For (the
     # Kubernetes ingress: 1). 0: the client is the socket's peer.
     trusted_proxy_hops: int = 0

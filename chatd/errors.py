@@ -83,3 +83,29 @@ class RateLimited(ChatdError):
     def headers(self) -> dict[str, str]:
         # Whole seconds (RFC 9110), rounded up: a client that waits that long gets in.
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+
+
+class AlreadyInvited(Conflict):
+    code = "already_invited"
+
+
+class OwnerCannotLeave(Conflict):
+    """The owner hands the room to another member (POST /rooms/{id}/owner) before leaving."""
+
+    code = "owner_cannot_leave"
+
+
+class CannotLeaveDm(Conflict):
+    code = "cannot_leave_dm"
+
+
+class MessageDeleted(Conflict):
+    code = "message_deleted"
+
+
+class TooManyReactions(Conflict):
+    code = "too_many_reactions"

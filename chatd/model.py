@@ -11,8 +11,11 @@ UserId = NewType("UserId", int)
 RoomId = NewType("RoomId", int)
 MessageId = NewType("MessageId", int)  # the room's own contiguous sequence: 1, 2, 3, ...
 
-Visibility = Literal["public", "private"]
-VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
+Visibility = Literal["public", "private", "invite"]
+VISIBILITIES: tuple[Visibility, ...] = ("public", "private", "invite")
+RoomKind = Literal["room", "dm"]  # a DM has no owner, no name, and fixed members
+Role = Literal["owner", "admin", "member"]
+ROLES: tuple[Role, ...] = ("owner", "admin", "member")
 
 
 def iso(ts: datetime) -> str:
@@ -20,13 +23,22 @@ def iso(ts: datetime) -> str:
     return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def handle_of(email: str) -> str:
+    """What others call a user, and mention them by: their email's local part, lower case."""
+    return email.rpartition("@")[0].casefold() or email.casefold()
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: UserId
     email: str
 
+    @property
+    def handle(self) -> str:
+        return handle_of(self.email)
+
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email}
+        return {"id": self.id, "email": self.email, "handle": self.handle}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,27 +46,132 @@ class Room:
     id: RoomId
     name: str
     visibility: Visibility
-    owner_id: UserId
+    owner_id: UserId | None  # None for a DM
     created_at: datetime
+    kind: RoomKind = "room"
+    last_message_id: int = 0
+    member_ids: tuple[UserId, ...] = ()  # a DM's members (other rooms: not carried)
+
+    @property
+    def members_only(self) -> bool:
+        """Only members may read it: private and invite rooms, and DMs."""
+        return self.visibility != "public" or self.kind == "dm"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
+            "kind": self.kind,
             "visibility": self.visibility,
             "owner_id": self.owner_id,
             "created_at": iso(self.created_at),
+            "last_message_id": self.last_message_id,
+        }
+        if self.kind == "dm":
+            body["member_ids"] = list(self.member_ids)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A member's place in a room: their role and what they have not read yet."""
+
+    role: Role
+    last_read_id: int
+    unread: int
+    mentions: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "last_read_id": self.last_read_id,
+            "unread": self.unread,
+            "mentions": self.mentions,
+        }
+
+
+NOT_A_MEMBER: dict[str, Any] = {
+    "role": None,
+    "last_read_id": None,
+    "unread": None,
+    "mentions": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMember:
+    user_id: UserId
+    handle: str
+    role: Role
+    joined_at: datetime
+    last_read_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "handle": self.handle,
+            "role": self.role,
+            "joined_at": iso(self.joined_at),
         }
 
 
 @dataclass(frozen=True, slots=True)
+class Invite:
+    room_id: RoomId
+    room_name: str
+    user_id: UserId
+    invited_by: UserId
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "room_id": self.room_id,
+            "room_name": self.room_name,
+            "user_id": self.user_id,
+            "invited_by": self.invited_by,
+            "created_at": iso(self.created_at),
+        }
+
+
+# A room's sequence holds its messages and the events about them; each takes the next id.
+MessageKind = Literal["message", "edited", "deleted", "reaction_added", "reaction_removed"]
+MESSAGE_KINDS: tuple[MessageKind, ...] = (
+    "message",
+    "edited",
+    "deleted",
+    "reaction_added",
+    "reaction_removed",
+)
+# The WebSocket frame type of each kind.
+FRAME_TYPES: dict[str, str] = {
+    "message": "message",
+    "edited": "message_edited",
+    "deleted": "message_deleted",
+    "reaction_added": "reaction",
+    "reaction_removed": "reaction",
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One entry of a room's sequence: a message, or an event about the message target_id.
+
+    An edit carries the new text; a reaction event its emoji as text and the message's
+    new count of it; `user_id` is always who did it. `created_at` is when.
+    """
+
     id: MessageId
     room_id: RoomId
     user_id: UserId
     text: str
     created_at: datetime
     client_id: str | None = None
+    kind: MessageKind = "message"
+    target_id: MessageId | None = None
+    edited_at: datetime | None = None  # a message edited since (history's current state)
+    deleted: bool = False  # a tombstone: the text is gone
+    mentions: tuple[UserId, ...] = ()
+    count: int | None = None  # reaction events: how many now have that emoji on the target
     # to_json() as compact JSON text, made on first use: the bus, the recent cache and
     # every socket's frame carry these same characters, so they are made once.
     _encoded: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -67,28 +184,80 @@ class Message:
             object.__setattr__(self, "_encoded", encoded)  # a cache, not a change
         return encoded
 
+    @property
+    def frame_type(self) -> str:
+        return FRAME_TYPES[self.kind]
+
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "room_id": self.room_id,
-            "user_id": self.user_id,
-            "text": self.text,
-            "created_at": iso(self.created_at),
-        }
-        if self.client_id is not None:
-            body["client_id"] = self.client_id
+        kind = self.kind
+        body: dict[str, Any] = {"id": self.id, "room_id": self.room_id, "user_id": self.user_id}
+        if kind == "message":
+            body["text"] = self.text
+            body["created_at"] = iso(self.created_at)
+            if self.client_id is not None:
+                body["client_id"] = self.client_id
+            if self.edited_at is not None:
+                body["edited_at"] = iso(self.edited_at)
+            if self.deleted:
+                body["deleted"] = True
+        elif kind == "edited":
+            body["message_id"] = self.target_id
+            body["text"] = self.text
+            body["edited_at"] = iso(self.created_at)
+        elif kind == "deleted":
+            body["message_id"] = self.target_id
+            body["deleted_at"] = iso(self.created_at)
+        else:
+            body["message_id"] = self.target_id
+            body["emoji"] = self.text
+            body["action"] = "added" if kind == "reaction_added" else "removed"
+            body["count"] = self.count
+            body["created_at"] = iso(self.created_at)
+        if self.mentions:
+            body["mentions"] = list(self.mentions)
         return body
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Message:
+        """What to_json made (the bus and the cache carry it); its keys tell the kind."""
+        kind: MessageKind = "message"
+        target = body.get("message_id")
+        when, text, edited_at = body.get("created_at"), body.get("text", ""), None
+        if target is None:
+            edited_at = body.get("edited_at")
+        elif "action" in body:
+            kind = "reaction_added" if body["action"] == "added" else "reaction_removed"
+            text = body["emoji"]
+        elif "deleted_at" in body:
+            kind, when = "deleted", body["deleted_at"]
+        else:
+            kind, when = "edited", body["edited_at"]
         return cls(
             id=MessageId(int(body["id"])),
             room_id=RoomId(int(body["room_id"])),
             user_id=UserId(int(body["user_id"])),
-            text=str(body["text"]),
-            created_at=datetime.fromisoformat(body["created_at"]),
+            text=str(text),
+            created_at=datetime.fromisoformat(str(when)),
             client_id=body.get("client_id"),
+            kind=kind,
+            target_id=None if target is None else MessageId(int(target)),
+            edited_at=None if edited_at is None else datetime.fromisoformat(edited_at),
+            deleted=bool(body.get("deleted", False)),
+            mentions=tuple(UserId(int(u)) for u in body.get("mentions", ())),
+            count=None if "count" not in body else int(body["count"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message, as the caller sees it: how many, and whether they are one."""
+
+    emoji: str
+    count: int
+    me: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"emoji": self.emoji, "count": self.count, "me": self.me}
 
 
 SignalKind = Literal["typing", "presence", "resync"]
@@ -109,8 +278,24 @@ class Signal:
     user_id: UserId | None = None
 
 
-RoomChangeKind = Literal["deleted", "member_removed", "visibility_changed"]
-ROOM_CHANGES: tuple[RoomChangeKind, ...] = ("deleted", "member_removed", "visibility_changed")
+RoomChangeKind = Literal[
+    "deleted",
+    "member_removed",
+    "visibility_changed",
+    "member_added",
+    "role_changed",
+    "room_updated",
+    "read",
+]
+ROOM_CHANGES: tuple[RoomChangeKind, ...] = (
+    "deleted",
+    "member_removed",
+    "visibility_changed",
+    "member_added",
+    "role_changed",
+    "room_updated",
+    "read",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +305,18 @@ class RoomChange:
     It says what changed, not who may stay: the room task reads the store
     (the truth) before closing anyone, so changes applied in any order, or
     twice, end the same way. deleted: every connection closes (4404).
-    member_removed: `user_id` left; in a private room their sockets close
-    (4403). visibility_changed: a room turned private closes the sockets of
-    everyone who is not a member (4403).
+    member_removed: `user_id` left or was removed (`detail`: "left" or
+    "removed"); in a members-only room their sockets close (4403).
+    visibility_changed: a room turned members-only closes the sockets of
+    everyone who is not a member (4403). member_added and role_changed:
+    `user_id` has the role `detail`. room_updated: its name or owner changed.
+    read: `user_id`'s watermark is now at message `detail`.
     """
 
     room_id: RoomId
     kind: RoomChangeKind
     user_id: UserId | None = None
+    detail: str | int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from chatd.config import Settings
 from chatd.hub.history import History
 from chatd.hub.hub import Hub
 from chatd.hub.presence import LocalPresence, Presence, PresenceBackend
+from chatd.hub.reads import ReadMarks
 from chatd.hub.writer import Writer
 from chatd.metrics import Metrics
 from chatd.model import RoomId, Signal
@@ -47,6 +48,7 @@ class Service:
     # Set on SIGTERM: readiness fails and new sockets are refused while we drain.
     draining: trio.Event
     limits: Limits
+    reads: ReadMarks
 
 
 def open_bus(settings: Settings, metrics: Metrics) -> tuple[Bus, PresenceBackend]:
@@ -135,6 +137,8 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
             await nursery.start(writer.run)
             await nursery.start(accounts.cutoffs.run, hub.end_sessions)
             await nursery.start(limits.run)
+            reads = ReadMarks(bus, settings.read_broadcast_s)
+            await nursery.start(reads.run)
             recent = bus.recent if isinstance(bus, RedisBus) else None
             history = History(store, recent, metrics)
             yield Service(
@@ -149,6 +153,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 history,
                 trio.Event(),
                 limits,
+                reads,
             )
             nursery.cancel_scope.cancel()
     finally:

@@ -46,6 +46,12 @@ class RecentCache:
         pipe.zremrangebyrank(key, 0, -(self._size + 1))
         pipe.expire(key, TTL_S)
 
+    def forget(self, pipe: Any, room_id: RoomId, message_ids: list[int]) -> None:
+        """Queue on `pipe` the removal of these messages' cached copies."""
+        key = self.key(room_id)
+        for message_id in message_ids:
+            pipe.zremrangebyscore(key, message_id, message_id)
+
     async def between(self, room_id: RoomId, after: int, until: int) -> list[Message] | None:
         """Every message with after < id <= until, oldest first, or None if not all cached."""
         if until <= after:

@@ -42,6 +42,9 @@ from chatd.model import (
 
 log = logging.getLogger(__name__)
 
+# Events that change what their message's cached copy says.
+STALES = frozenset({"edited", "deleted"})
+
 PUBLISH_BATCH_MAX = 512
 # Rooms whose publications were dropped, remembered to announce a resync;
 # past this many, every room is announced.
@@ -160,11 +163,14 @@ class RedisBus:
 
     def _encode_event(self, event: Signal | RoomChange) -> str:
         # A signal travels as "s", a room change as "c": each names its kind.
-        key = "s" if isinstance(event, Signal) else "c"
-        return json.dumps(
-            {"o": self._instance, key: event.kind, "r": event.room_id, "u": event.user_id},
-            separators=(",", ":"),
-        )
+        body: dict[str, object] = {"o": self._instance, "r": event.room_id, "u": event.user_id}
+        if isinstance(event, Signal):
+            body["s"] = event.kind
+        else:
+            body["c"] = event.kind
+            if event.detail is not None:
+                body["d"] = event.detail
+        return json.dumps(body, separators=(",", ":"))
 
     def _encode_messages(self, messages_json: list[str]) -> str:
         # Each message's JSON is made once (recent.encode) and spliced in, not re-encoded.
@@ -189,7 +195,10 @@ class RedisBus:
         if "c" in body:
             if body["c"] not in ROOM_CHANGES:
                 raise ValueError(f"unknown room change {body['c']!r}")
-            return [RoomChange(room_id, body["c"], user_id)]
+            detail = body.get("d")
+            if detail is not None and not isinstance(detail, str | int):
+                raise ValueError(f"bad room change detail {detail!r}")
+            return [RoomChange(room_id, body["c"], user_id, detail)]
         if body["s"] not in SIGNALS:
             raise ValueError(f"unknown signal {body['s']!r}")
         return [Signal(room_id, body["s"], user_id)]
@@ -314,6 +323,11 @@ class RedisBus:
     def _publish_messages(self, pipe: Any, room_id: RoomId, messages: list[Message]) -> None:
         encoded = [self.recent.encode(message) for message in messages]
         self.recent.add(pipe, room_id, messages, encoded)  # cached, then announced
+        # An edited or deleted message's cached copy is out of date: without it, a read
+        # that covers its id asks the store (the cache answers only whole ranges).
+        self.recent.forget(
+            pipe, room_id, [m.target_id for m in messages if m.kind in STALES and m.target_id]
+        )
         pipe.publish(self.channel(room_id), self._encode_messages(encoded))
 
     async def _announce_dropped(self, client: coredis.Redis[str]) -> None:

@@ -13,7 +13,7 @@ import json
 import struct
 from typing import Any
 
-from chatd.model import Message
+from chatd.model import Message, Room
 
 _TEXT = 0x81  # FIN + text opcode
 
@@ -63,11 +63,12 @@ def _encode(kind: str, payload: dict[str, Any]) -> bytes:
 
 def _message_payload(message: Message) -> bytes:
     # The message's own JSON (made once, shared with the bus) spliced in: the same
-    # characters as _encode("message", message.to_json()).
-    return f'{{"type":"message","payload":{message.encoded}}}'.encode()
+    # characters as _encode(message.frame_type, message.to_json()).
+    return f'{{"type":"{message.frame_type}","payload":{message.encoded}}}'.encode()
 
 
 def message_frame(message: Message) -> Outgoing:
+    """Any entry of the room's sequence: a message, an edit, a deletion, a reaction."""
     return Outgoing(_message_payload(message), message.id)
 
 
@@ -86,6 +87,23 @@ def typing_frame(user_id: int) -> Outgoing:
 @functools.lru_cache(maxsize=32_768)
 def presence_frame(user_id: int, status: str) -> Outgoing:
     return Outgoing(_encode("presence", {"user_id": user_id, "status": status}))
+
+
+def read_frame(room_id: int, user_id: int, message_id: int) -> Outgoing:
+    return Outgoing(
+        _encode("read", {"room_id": room_id, "user_id": user_id, "message_id": message_id})
+    )
+
+
+def member_frame(room_id: int, user_id: int, change: str, role: str | None) -> Outgoing:
+    payload: dict[str, Any] = {"room_id": room_id, "user_id": user_id, "change": change}
+    if role is not None:
+        payload["role"] = role
+    return Outgoing(_encode("member", payload))
+
+
+def room_frame(room: Room) -> Outgoing:
+    return Outgoing(_encode("room", room.to_json()))
 
 
 def error_frame(code: str, text: str, **extra: Any) -> Outgoing:

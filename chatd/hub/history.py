@@ -1,5 +1,5 @@
-"""Recent history for resumes and first pages: from the Redis cache when it
-provably holds the whole range asked for, otherwise from the store."""
+"""Recent history for resumes: from the Redis cache when it provably holds the
+whole range asked for, otherwise from the store."""
 
 from __future__ import annotations
 
@@ -32,10 +32,3 @@ class History:
         """The first `size` messages with after < id <= until, oldest first: a long
         range is read a page at a time, each page asked for once the last is used."""
         return await self.between(room_id, after, min(until, after + size))
-
-    async def newest(self, room_id: RoomId, count: int, last_id: int | None) -> list[Message]:
-        """The newest `count` messages, oldest first. `last_id` is the room's newest id
-        when this instance knows it (the room is active here); the store is asked otherwise."""
-        if last_id is None:
-            return await self._store.messages_before(room_id, None, count)
-        return await self.between(room_id, max(0, last_id - count), last_id)

@@ -22,7 +22,15 @@ import trio
 
 from chatd.closecodes import REMOVED_FROM_ROOM, ROOM_FAILED, ROOM_GONE
 from chatd.errors import NotFound, StoreUnavailable
-from chatd.hub.frames import message_frame, presence_frame, typing_frame
+from chatd.hub.frames import (
+    Outgoing,
+    member_frame,
+    message_frame,
+    presence_frame,
+    read_frame,
+    room_frame,
+    typing_frame,
+)
 from chatd.hub.member import Member
 from chatd.metrics import Metrics
 from chatd.model import BusEvent, Message, PresenceChange, RoomChange, RoomId, Signal, UserId
@@ -178,24 +186,29 @@ class Room:
     # -- room changes ----------------------------------------------------------
 
     async def _apply(self, change: RoomChange) -> None:
-        if change.kind == "deleted":
+        kind, user_id = change.kind, change.user_id
+        if kind == "deleted":
             self._room_deleted()  # final: a deleted room's id is never used again
-        elif change.kind == "member_removed" and change.user_id is not None:
-            user_id = change.user_id
-            if not any(member.user_id == user_id for member in self.members):
-                return
-            room = await self._store.room(self.room_id)
-            if room is None:
-                self._room_deleted()
-            elif room.visibility == "private" and not await self._store.is_member(
-                self.room_id, user_id
-            ):
-                self._close_outsiders({user_id})
-        else:
-            await self._recheck_access()
+        elif kind == "read" and user_id is not None and isinstance(change.detail, int):
+            self._send_all(read_frame(self.room_id, user_id, change.detail))
+        elif kind in ("member_added", "role_changed") and user_id is not None:
+            change_name = "joined" if kind == "member_added" else "role_changed"
+            role = change.detail if isinstance(change.detail, str) else None
+            self._send_all(member_frame(self.room_id, user_id, change_name, role))
+        elif kind == "member_removed" and user_id is not None:
+            how = change.detail if change.detail in ("left", "removed") else "removed"
+            self._send_all(member_frame(self.room_id, user_id, str(how), None))
+            if any(member.user_id == user_id for member in self.members):
+                await self._recheck_access({user_id})
+        else:  # visibility_changed, room_updated: what it is now, and who may stay
+            await self._recheck_access(None, announce=True)
 
-    async def _recheck_access(self) -> None:
-        """Close the sockets of whoever may no longer read this room, by the store."""
+    async def _recheck_access(
+        self, users: set[UserId] | None = None, *, announce: bool = False
+    ) -> None:
+        """Close the sockets of whoever may no longer read this room, by the store:
+        of `users`, or of every local member. `announce`: send everyone the room as
+        it now is (its name, visibility or owner changed)."""
         if self._gone or not self.members:
             return
         try:
@@ -203,13 +216,20 @@ class Room:
             if room is None:
                 self._room_deleted()
                 return
-            if room.visibility == "public":
+            if announce:
+                self._send_all(room_frame(room))
+            if not room.members_only:
                 return
             allowed = set(await self._store.members(self.room_id))
         except StoreUnavailable:
             self._recheck_needed = True  # the next event tries again
             return
-        self._close_outsiders({m.user_id for m in self.members} - allowed)
+        here = {m.user_id for m in self.members} if users is None else users
+        self._close_outsiders(here - allowed)
+
+    def _send_all(self, frame: Outgoing) -> None:
+        for member in self.members:
+            member.offer(frame)
 
     def _close_outsiders(self, users: set[UserId]) -> None:
         for member in self.members:

@@ -11,7 +11,23 @@ from datetime import datetime
 from typing import Protocol
 
 from chatd.errors import ChatdError
-from chatd.model import Appended, Draft, Message, Room, RoomId, User, UserId, Visibility
+from chatd.model import (
+    Appended,
+    Draft,
+    Invite,
+    Membership,
+    Message,
+    MessageId,
+    Reaction,
+    Role,
+    Room,
+    RoomId,
+    RoomKind,
+    RoomMember,
+    User,
+    UserId,
+    Visibility,
+)
 
 
 class Store(Protocol):
@@ -50,22 +66,89 @@ class Store(Protocol):
     async def token_cutoffs(self, since: datetime) -> dict[UserId, datetime]:
         """Users whose tokens were cut off (a password change) after `since`, and when."""
 
-    # rooms
+    # rooms (store/rooms.py)
     async def create_room(
         self, owner_id: UserId, name: str, visibility: Visibility, now: datetime
     ) -> Room: ...
     async def room(self, room_id: RoomId) -> Room | None: ...
+    async def room_for(
+        self, room_id: RoomId, user_id: UserId
+    ) -> tuple[Room, Membership | None] | None:
+        """The room and the user's membership of it (None if not a member)."""
+
     async def rooms_visible_to(
-        self, user_id: UserId, after: RoomId | None, limit: int
-    ) -> list[Room]: ...
+        self,
+        user_id: UserId,
+        after: RoomId | None,
+        limit: int,
+        *,
+        kind: RoomKind | None = None,
+        joined: bool = False,
+    ) -> list[tuple[Room, Membership | None]]: ...
     async def update_room(
         self, room_id: RoomId, name: str | None, visibility: Visibility | None
     ) -> Room: ...
     async def delete_room(self, room_id: RoomId) -> None: ...
+    async def open_dm(
+        self, user_ids: Sequence[UserId], now: datetime
+    ) -> tuple[Room, bool, list[UserId]]:
+        """The one DM of exactly these people, created if need be: (room, created, who
+        is back in it having left it)."""
+
     async def is_member(self, room_id: RoomId, user_id: UserId) -> bool: ...
-    async def add_member(self, room_id: RoomId, user_id: UserId, now: datetime) -> None: ...
-    async def remove_member(self, room_id: RoomId, user_id: UserId) -> None: ...
+    async def role_of(self, room_id: RoomId, user_id: UserId) -> Role | None: ...
+    async def add_member(
+        self, room_id: RoomId, user_id: UserId, now: datetime, role: Role = "member"
+    ) -> bool:
+        """True if the user was not a member before."""
+
+    async def remove_member(self, room_id: RoomId, user_id: UserId) -> bool: ...
     async def members(self, room_id: RoomId) -> list[UserId]: ...
+    async def member_list(self, room_id: RoomId) -> list[RoomMember]: ...
+    async def member_count(self, room_id: RoomId) -> int: ...
+    async def set_role(self, room_id: RoomId, user_id: UserId, role: Role) -> RoomMember: ...
+    async def transfer_owner(self, room_id: RoomId, new_owner: UserId) -> Room: ...
+    async def invite(
+        self, room_id: RoomId, user_id: UserId, invited_by: UserId, now: datetime
+    ) -> Invite: ...
+    async def invite_of(self, room_id: RoomId, user_id: UserId) -> Invite | None: ...
+    async def room_invites(self, room_id: RoomId) -> list[Invite]: ...
+    async def user_invites(self, user_id: UserId) -> list[Invite]: ...
+    async def withdraw_invite(self, room_id: RoomId, user_id: UserId) -> bool: ...
+    async def accept_invite(self, room_id: RoomId, user_id: UserId, now: datetime) -> bool: ...
+    async def mark_read(
+        self, room_id: RoomId, user_id: UserId, message_id: int
+    ) -> tuple[Membership, bool]:
+        """Move the member's watermark forward, never back: (membership, whether it moved).
+        NotFound if not a member."""
+
+    async def reads(self, room_id: RoomId) -> list[tuple[UserId, int]]: ...
+    async def users_by_handle(self, prefix: str, limit: int) -> list[User]: ...
+    async def existing_users(self, user_ids: Sequence[UserId]) -> set[UserId]: ...
+
+    # events about messages (store/events.py)
+    async def edit_message(
+        self, room_id: RoomId, message_id: MessageId, editor: UserId, text: str, now: datetime
+    ) -> tuple[Message, Message]:
+        """(the message as it now is, the edit event)."""
+
+    async def delete_message(
+        self, room_id: RoomId, message_id: MessageId, by: UserId, any_author: bool, now: datetime
+    ) -> Message | None:
+        """The deletion event, or None if it was deleted already."""
+
+    async def react(
+        self,
+        room_id: RoomId,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: str,
+        add: bool,
+        now: datetime,
+    ) -> tuple[Reaction, Message | None]: ...
+    async def reactions(
+        self, room_id: RoomId, first: int, last: int, viewer: UserId
+    ) -> dict[MessageId, list[Reaction]]: ...
 
     # messages
     async def append(self, drafts: Sequence[Draft], now: datetime) -> list[Appended | ChatdError]:
@@ -79,9 +162,11 @@ class Store(Protocol):
     async def messages_before(
         self, room_id: RoomId, before: int | None, limit: int
     ) -> list[Message]:
-        """The `limit` newest messages with id < before (all if None), oldest first."""
+        """The `limit` newest messages (not events) with id < before (all if None),
+        oldest first, as they now are."""
 
     async def messages_after(self, room_id: RoomId, after: int, limit: int) -> list[Message]:
-        """Up to `limit` messages with id > after, oldest first."""
+        """Up to `limit` entries of the sequence (messages and events) with id > after,
+        oldest first: what a live member would have been sent."""
 
     async def last_message_id(self, room_id: RoomId) -> int: ...

@@ -15,7 +15,8 @@ import psycopg
 import psycopg_pool
 import trio
 
-from chatd.store.sql import Cursor, SqlStore
+from chatd.store.sql import SqlStore
+from chatd.store.sqlbase import Cursor
 
 
 class PostgresDialect:

@@ -12,7 +12,8 @@ from typing import Any
 
 import trio
 
-from chatd.store.sql import Cursor, SqlStore
+from chatd.store.sql import SqlStore
+from chatd.store.sqlbase import Cursor
 
 
 def _adapt_datetime(value: datetime) -> str:

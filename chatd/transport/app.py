@@ -15,6 +15,8 @@ from chatd.transport.admission import add_admission
 from chatd.transport.context import add_request_context
 from chatd.transport.ops import ops_routes
 from chatd.transport.rest_auth import auth_routes
+from chatd.transport.rest_messages import message_routes
+from chatd.transport.rest_people import people_routes
 from chatd.transport.rest_rooms import room_routes
 from chatd.transport.web import web_routes
 
@@ -42,7 +44,14 @@ def create_app(service: Service) -> QuartTrio:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     add_request_context(app)  # request ids in logs and X-Request-Id
     add_admission(app, service)  # revoked tokens and rate limits (429 with Retry-After)
-    for blueprint in (ops_routes, auth_routes, room_routes, web_routes):
+    for blueprint in (
+        ops_routes,
+        auth_routes,
+        room_routes,
+        message_routes,
+        people_routes,
+        web_routes,
+    ):
         app.register_blueprint(blueprint(service))
 
     @app.errorhandler(ChatdError)

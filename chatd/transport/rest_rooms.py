@@ -1,4 +1,9 @@
-"""/api/v1/rooms: rooms, their members and their history."""
+"""/api/v1/rooms: rooms, their kinds, who is in them and with what role.
+
+Every change is committed, then published on the bus as a RoomChange, so
+that every instance's room task tells its sockets and closes those that lost
+access (docs/protocol.md). No handler reaches into the local hub.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,40 @@ from typing import Any
 
 from quart import Blueprint, request
 
-from chatd.auth.access import owned_room, readable_room, room_or_404
-from chatd.errors import Forbidden, NotFound, ValidationFailed
-from chatd.model import VISIBILITIES, Room, RoomChange, RoomId, UserId, Visibility
+from chatd.auth.access import (
+    managed_room,
+    may_remove,
+    owned_room,
+    readable_room,
+    room_or_404,
+)
+from chatd.errors import (
+    CannotLeaveDm,
+    Forbidden,
+    NotFound,
+    OwnerCannotLeave,
+    ValidationFailed,
+)
+from chatd.model import (
+    NOT_A_MEMBER,
+    VISIBILITIES,
+    Membership,
+    Role,
+    Room,
+    RoomChange,
+    RoomId,
+    RoomKind,
+    UserId,
+    Visibility,
+)
 from chatd.service import Service
-from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
+from chatd.transport.http import (
+    MAX_DB_ID,
+    authenticate,
+    json_object,
+    query_int,
+    room_id_param,
+)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -27,6 +61,7 @@ UNSHOWABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 INVISIBLE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff")
 # Quart turns a body-less Response into an asyncio-only iterator; an empty str is fine.
 NO_CONTENT = ("", 204)
+ASSIGNABLE_ROLES: tuple[Role, ...] = ("admin", "member")
 
 
 def room_name(raw: object) -> str:
@@ -46,39 +81,72 @@ def visibility(raw: object) -> Visibility:
     for value in VISIBILITIES:
         if raw == value:
             return value
-    raise ValidationFailed('visibility must be "public" or "private"')
+    raise ValidationFailed('visibility must be "public", "private" or "invite"')
 
 
-def page(items: list[Any], limit: int, cursor_of: Any) -> dict[str, Any]:
-    """A page of up to `limit` items out of `limit + 1` fetched: the extra one means more."""
-    more = len(items) > limit
-    shown = items[:limit]
-    return {
-        "items": [item.to_json() for item in shown],
-        "next": cursor_of(shown) if more and shown else None,
-    }
+def room_json(room: Room, membership: Membership | None) -> dict[str, Any]:
+    """A room as its caller sees it: with their role and unread counts, or nulls."""
+    return {**room.to_json(), **(NOT_A_MEMBER if membership is None else membership.to_json())}
+
+
+def user_id_field(body: dict[str, Any], name: str = "user_id") -> UserId:
+    raw = body.get(name)
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_DB_ID:
+        raise ValidationFailed(f"{name} must be a user id (a positive integer)")
+    return UserId(raw)
+
+
+def user_id_param(raw: int) -> UserId:
+    if raw > MAX_DB_ID:
+        raise NotFound(f"user {raw} does not exist")
+    return UserId(raw)
 
 
 def room_routes(service: Service) -> Blueprint:
     bp = Blueprint("rooms", __name__)
-    store, hub, bus = service.store, service.hub, service.bus
+    store, bus = service.store, service.bus
 
     def user() -> UserId:
         return authenticate(service.settings.jwt_secret, request.headers, request.args)
 
+    async def as_seen_by(room_id: RoomId, me: UserId) -> dict[str, Any]:
+        found = await store.room_for(room_id, me)
+        if found is None:
+            raise NotFound(f"room {room_id} does not exist")
+        return room_json(*found)
+
+    async def existing_user(user_id: UserId) -> UserId:
+        if await store.user_by_id(user_id) is None:
+            raise NotFound(f"user {user_id} does not exist")
+        return user_id
+
     @bp.get("/api/v1/rooms")
     async def list_rooms() -> dict[str, Any]:
         me = user()
-        limit = query_int(request.args, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        args = request.args
+        limit = query_int(args, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         assert limit is not None
-        cursor = request.args.get("cursor") or request.args.get("after")
+        cursor = args.get("cursor") or args.get("after")
         after = query_int({"cursor": cursor} if cursor else {}, "cursor", default=None, low=0)
-        rooms = await store.rooms_visible_to(me, RoomId(after) if after else None, limit + 1)
-
-        def cursor_of(shown: list[Room]) -> str:
-            return str(shown[-1].id)
-
-        return page(rooms, limit, cursor_of)
+        kind = args.get("kind")
+        if kind not in (None, "room", "dm"):
+            raise ValidationFailed('kind must be "room" or "dm"')
+        joined = args.get("joined")
+        if joined not in (None, "true", "false"):
+            raise ValidationFailed('joined must be "true" or "false"')
+        found = await store.rooms_visible_to(
+            me,
+            RoomId(after) if after else None,
+            limit + 1,
+            kind=_room_kind(kind),
+            joined=joined == "true",
+        )
+        shown = found[:limit]
+        more = len(found) > limit
+        return {
+            "items": [room_json(room, membership) for room, membership in shown],
+            "next": str(shown[-1][0].id) if more and shown else None,
+        }
 
     @bp.post("/api/v1/rooms")
     async def create_room() -> tuple[dict[str, Any], int]:
@@ -90,12 +158,13 @@ def room_routes(service: Service) -> Blueprint:
             visibility(body.get("visibility", "public")),
             datetime.now(UTC),
         )
-        return room.to_json(), 201
+        return await as_seen_by(room.id, me), 201
 
     @bp.get("/api/v1/rooms/<int:room_id>")
     async def get_room(room_id: int) -> dict[str, Any]:
-        room = await readable_room(store, room_id_param(room_id), user())
-        return room.to_json()
+        me, rid = user(), room_id_param(room_id)
+        await readable_room(store, rid, me)
+        return await as_seen_by(rid, me)
 
     @bp.patch("/api/v1/rooms/<int:room_id>")
     async def update_room(room_id: int) -> dict[str, Any]:
@@ -107,12 +176,13 @@ def room_routes(service: Service) -> Blueprint:
             raise ValidationFailed("nothing to change: send name and/or visibility")
         name = room_name(body["name"]) if "name" in body else None
         new_visibility = visibility(body["visibility"]) if "visibility" in body else None
-        room = await store.update_room(rid, name, new_visibility)
-        if new_visibility == "private":
-            # Committed, then told to every instance: there the room task reads who
-            # may stay and closes the sockets of non-members (4403).
-            bus.publish_nowait(RoomChange(rid, "visibility_changed"))
-        return room.to_json()
+        await store.update_room(rid, name, new_visibility)
+        # Committed, then told to every instance: there the room task sends the room as
+        # it now is, and, if it turned members-only, closes the sockets of non-members.
+        bus.publish_nowait(
+            RoomChange(rid, "visibility_changed" if new_visibility else "room_updated")
+        )
+        return await as_seen_by(rid, me)
 
     @bp.delete("/api/v1/rooms/<int:room_id>")
     async def delete_room(room_id: int) -> tuple[str, int]:
@@ -122,11 +192,52 @@ def room_routes(service: Service) -> Blueprint:
         bus.publish_nowait(RoomChange(rid, "deleted"))  # every instance closes its sockets (4404)
         return NO_CONTENT
 
+    # -- joining and leaving -------------------------------------------------------
+
+    @bp.post("/api/v1/rooms/<int:room_id>/join")
+    async def join(room_id: int) -> dict[str, Any]:
+        me, rid = user(), room_id_param(room_id)
+        room = await room_or_404(store, rid)
+        now = datetime.now(UTC)
+        if await store.is_member(rid, me):
+            return await as_seen_by(rid, me)
+        if room.kind == "dm":
+            raise Forbidden("nobody joins a DM: open your own with POST /api/v1/dms")
+        if room.visibility == "private":
+            raise Forbidden(f"room {rid} is private: its owner or an admin adds members")
+        if room.visibility == "invite":
+            if not await store.accept_invite(rid, me, now):
+                raise Forbidden(f"room {rid} is by invitation only, and you have none")
+        else:
+            await store.add_member(rid, me, now)
+        bus.publish_nowait(RoomChange(rid, "member_added", me, "member"))
+        return await as_seen_by(rid, me)
+
+    @bp.post("/api/v1/rooms/<int:room_id>/leave")
+    async def leave(room_id: int) -> tuple[str, int]:
+        me, rid = user(), room_id_param(room_id)
+        await leave_room(rid, me)
+        return NO_CONTENT
+
+    async def leave_room(rid: RoomId, me: UserId) -> None:
+        room = await room_or_404(store, rid)
+        role = await store.role_of(rid, me)
+        if role is None:
+            raise NotFound(f"you are not a member of room {rid}")
+        if role == "owner":
+            raise OwnerCannotLeave("hand the room to another member first, or delete it")
+        if room.kind == "dm" and len(room.member_ids) <= 2:
+            raise CannotLeaveDm("a DM between two people cannot be left")
+        if await store.remove_member(rid, me):
+            bus.publish_nowait(RoomChange(rid, "member_removed", me, "left"))
+
+    # -- members and roles ---------------------------------------------------------
+
     @bp.get("/api/v1/rooms/<int:room_id>/members")
     async def list_members(room_id: int) -> dict[str, Any]:
         rid = room_id_param(room_id)
         await readable_room(store, rid, user())
-        return {"items": [{"user_id": uid} for uid in await store.members(rid)]}
+        return {"items": [member.to_json() for member in await store.member_list(rid)]}
 
     @bp.get("/api/v1/rooms/<int:room_id>/presence")
     async def presence(room_id: int) -> dict[str, Any]:
@@ -138,43 +249,69 @@ def room_routes(service: Service) -> Blueprint:
     @bp.put("/api/v1/rooms/<int:room_id>/members/<int:user_id>")
     async def add_member(room_id: int, user_id: int) -> tuple[str, int]:
         rid = room_id_param(room_id)
-        await owned_room(store, rid, user())
-        if user_id > MAX_DB_ID or await store.user_by_id(UserId(user_id)) is None:
-            raise NotFound(f"user {user_id} does not exist")
-        await store.add_member(rid, UserId(user_id), datetime.now(UTC))
+        await managed_room(store, rid, user())
+        target = await existing_user(user_id_param(user_id))
+        if await store.add_member(rid, target, datetime.now(UTC)):
+            await store.withdraw_invite(rid, target)  # an invitation is moot now
+            bus.publish_nowait(RoomChange(rid, "member_added", target, "member"))
         return NO_CONTENT
 
     @bp.delete("/api/v1/rooms/<int:room_id>/members/<int:user_id>")
     async def remove_member(room_id: int, user_id: int) -> tuple[str, int]:
-        me = user()
-        rid = room_id_param(room_id)
+        me, rid, target = user(), room_id_param(room_id), user_id_param(user_id)
+        if target == me:
+            await leave_room(rid, me)
+            return NO_CONTENT
         room = await room_or_404(store, rid)
-        if me not in (room.owner_id, user_id):
-            raise Forbidden("only the owner may remove someone else")
-        if user_id == room.owner_id:
-            raise ValidationFailed("the owner cannot leave their own room; delete it instead")
-        await store.remove_member(rid, UserId(user_id))
-        # Every instance closes the user's sockets in the room if it is private (4403).
-        bus.publish_nowait(RoomChange(rid, "member_removed", UserId(user_id)))
+        if room.kind == "dm":
+            raise Forbidden("nobody removes anyone from a DM")
+        actor, role = await store.role_of(rid, me), await store.role_of(rid, target)
+        if actor is None or actor == "member":
+            raise Forbidden("only the owner or an admin may remove someone else")
+        if role is None:
+            raise NotFound(f"user {target} is not a member of room {rid}")
+        if not may_remove(actor, role):
+            raise Forbidden(f"an {actor} may not remove the room's {role}")
+        if await store.remove_member(rid, target):
+            # Every instance closes the user's sockets if the room is members-only (4403).
+            bus.publish_nowait(RoomChange(rid, "member_removed", target, "removed"))
         return NO_CONTENT
 
-    @bp.get("/api/v1/rooms/<int:room_id>/messages")
-    async def history(room_id: int) -> dict[str, Any]:
-        rid = room_id_param(room_id)
-        await readable_room(store, rid, user())
-        limit = query_int(request.args, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
-        assert limit is not None
-        before = query_int(request.args, "before", default=None, low=1)
-        if before is None:
-            newest_first = await service.history.newest(rid, limit + 1, hub.last_id(rid))
-        else:
-            newest_first = await store.messages_before(rid, before, limit + 1)
-        # The extra message fetched is the oldest: drop it from the front, not the end.
-        more = len(newest_first) > limit
-        shown = newest_first[1:] if more else newest_first
-        return {
-            "items": [message.to_json() for message in shown],
-            "next": shown[0].id if more else None,
-        }
+    @bp.put("/api/v1/rooms/<int:room_id>/members/<int:user_id>/role")
+    async def set_role(room_id: int, user_id: int) -> dict[str, Any]:
+        me, rid, target = user(), room_id_param(room_id), user_id_param(user_id)
+        body = await json_object()
+        await owned_room(store, rid, me)
+        role = next((r for r in ASSIGNABLE_ROLES if body.get("role") == r), None)
+        if role is None:
+            raise ValidationFailed('role must be "admin" or "member" (to hand over the room, '
+                                   "POST /rooms/{id}/owner)")  # fmt: skip
+        if target == me:
+            raise ValidationFailed("the owner's role changes only by handing the room over")
+        member = await store.set_role(rid, target, role)
+        bus.publish_nowait(RoomChange(rid, "role_changed", target, role))
+        return member.to_json()
+
+    @bp.post("/api/v1/rooms/<int:room_id>/owner")
+    async def transfer(room_id: int) -> dict[str, Any]:
+        me, rid = user(), room_id_param(room_id)
+        body = await json_object()
+        new_owner = user_id_field(body)
+        await owned_room(store, rid, me)
+        if new_owner == me:
+            return await as_seen_by(rid, me)
+        await store.transfer_owner(rid, new_owner)
+        bus.publish_nowait(RoomChange(rid, "role_changed", new_owner, "owner"))
+        bus.publish_nowait(RoomChange(rid, "role_changed", me, "admin"))
+        bus.publish_nowait(RoomChange(rid, "room_updated"))
+        return await as_seen_by(rid, me)
 
     return bp
+
+
+def _room_kind(raw: str | None) -> RoomKind | None:
+    if raw == "room":
+        return "room"
+    if raw == "dm":
+        return "dm"
+    return None

@@ -98,11 +98,11 @@ async def test_rooms_listing_shows_public_and_own_private_rooms(store: Store) ->
     ann, bob = await make_user(store, "ann@x.io"), await make_user(store, "bob@x.io")
     public = await make_room(store, ann)
     private = await make_room(store, ann, "private")
-    assert [r.id for r in await store.rooms_visible_to(ann, None, 10)] == [public, private]
-    assert [r.id for r in await store.rooms_visible_to(bob, None, 10)] == [public]
+    assert [r.id for r, _ in await store.rooms_visible_to(ann, None, 10)] == [public, private]
+    assert [r.id for r, _ in await store.rooms_visible_to(bob, None, 10)] == [public]
     await store.add_member(private, bob, NOW)
-    assert [r.id for r in await store.rooms_visible_to(bob, None, 10)] == [public, private]
-    assert [r.id for r in await store.rooms_visible_to(bob, public, 10)] == [private]
+    assert [r.id for r, _ in await store.rooms_visible_to(bob, None, 10)] == [public, private]
+    assert [r.id for r, _ in await store.rooms_visible_to(bob, public, 10)] == [private]
     assert await store.members(private) == sorted([ann, bob])
 
 

@@ -98,7 +98,7 @@ async def test_private_rooms_are_for_members(api: Api) -> None:
     assert left.status_code == 204
     assert_error(await api.http.get(f"/api/v1/rooms/{rid}", headers=bob.headers), 403)
     assert_error(
-        await api.http.delete(f"/api/v1/rooms/{rid}/members/{ann.id}", headers=ann.headers), 422
+        await api.http.delete(f"/api/v1/rooms/{rid}/members/{ann.id}", headers=ann.headers), 409
     )
     assert_error(
         await api.http.put(f"/api/v1/rooms/{rid}/members/987654", headers=ann.headers), 404
