@@ -20,22 +20,12 @@ from chatd.model import Message, MessageId, RoomId, UserId
 from chatd.service import Service
 from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
 from chatd.transport.rest_rooms import DEFAULT_PAGE, MAX_PAGE
+from chatd.transport.text import encodable, text_problem
 
 MAX_EMOJI_CHARS = 16
 # What an emoji may not hold: control, line and format characters other than the
 # joiners and variation selectors that emoji sequences are made of, and spaces.
 _EMOJI_PARTS = frozenset({"\u200d", "\ufe0e", "\ufe0f"})
-
-
-def message_text(raw: object, max_chars: int) -> str:
-    """The same rules as a message sent over the socket."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise ValidationFailed("text is required and must be a non-empty string")
-    if len(raw) > max_chars:
-        raise ValidationFailed(f"text is limited to {max_chars} characters")
-    if "\x00" in raw or not _encodable(raw):
-        raise ValidationFailed("text must be valid Unicode without NUL characters")
-    return raw
 
 
 def emoji_param(raw: str) -> str:
@@ -49,7 +39,7 @@ def emoji_param(raw: str) -> str:
             or (category == "Cf" and ch not in _EMOJI_PARTS)
         ):
             raise ValidationFailed("an emoji may not hold spaces, control or format characters")
-    if not _encodable(raw):
+    if not encodable(raw):
         raise ValidationFailed("an emoji must be valid Unicode")
     return raw
 
@@ -58,14 +48,6 @@ def message_id_param(raw: int) -> MessageId:
     if raw > MAX_DB_ID:
         raise ValidationFailed("message_id is out of range")
     return MessageId(raw)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # lone surrogates from a "\ud800" escape
-        return False
-    return True
 
 
 def message_routes(service: Service) -> Blueprint:
@@ -105,7 +87,10 @@ def message_routes(service: Service) -> Blueprint:
     async def edit(room_id: int, message_id: int) -> dict[str, Any]:
         me, rid = user(), room_id_param(room_id)
         body = await json_object()
-        text = message_text(body.get("text"), settings.max_text_chars)
+        text = body.get("text")
+        if (problem := text_problem(text, settings.max_text_chars)) is not None:
+            raise ValidationFailed(problem[1])
+        assert isinstance(text, str)
         await readable_room(store, rid, me)
         current, event = await store.edit_message(
             rid, message_id_param(message_id), me, text, datetime.now(UTC)

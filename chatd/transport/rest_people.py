@@ -17,7 +17,7 @@ from chatd.errors import Forbidden, NotFound, ValidationFailed
 from chatd.model import RoomChange, RoomId, UserId
 from chatd.service import Service
 from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
-from chatd.transport.rest_rooms import NO_CONTENT, room_json, user_id_field, user_id_param
+from chatd.transport.rest_rooms import NO_CONTENT, room_seen_by, user_id_field, user_id_param
 
 MAX_HANDLE_QUERY = 64
 USERS_PAGE = 20
@@ -31,10 +31,7 @@ def people_routes(service: Service) -> Blueprint:
         return authenticate(settings.jwt_secret, request.headers, request.args)
 
     async def as_seen_by(room_id: RoomId, me: UserId) -> dict[str, Any]:
-        found = await store.room_for(room_id, me)
-        if found is None:
-            raise NotFound(f"room {room_id} does not exist")
-        return room_json(*found)
+        return await room_seen_by(store, room_id, me)
 
     @bp.get("/api/v1/users")
     async def find_users() -> dict[str, Any]:

@@ -40,6 +40,7 @@ from chatd.model import (
     Visibility,
 )
 from chatd.service import Service
+from chatd.store import Store
 from chatd.transport.http import (
     MAX_DB_ID,
     authenticate,
@@ -89,6 +90,13 @@ def room_json(room: Room, membership: Membership | None) -> dict[str, Any]:
     return {**room.to_json(), **(NOT_A_MEMBER if membership is None else membership.to_json())}
 
 
+async def room_seen_by(store: Store, room_id: RoomId, user_id: UserId) -> dict[str, Any]:
+    found = await store.room_for(room_id, user_id)
+    if found is None:
+        raise NotFound(f"room {room_id} does not exist")
+    return room_json(*found)
+
+
 def user_id_field(body: dict[str, Any], name: str = "user_id") -> UserId:
     raw = body.get(name)
     if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_DB_ID:
@@ -110,10 +118,7 @@ def room_routes(service: Service) -> Blueprint:
         return authenticate(service.settings.jwt_secret, request.headers, request.args)
 
     async def as_seen_by(room_id: RoomId, me: UserId) -> dict[str, Any]:
-        found = await store.room_for(room_id, me)
-        if found is None:
-            raise NotFound(f"room {room_id} does not exist")
-        return room_json(*found)
+        return await room_seen_by(store, room_id, me)
 
     async def existing_user(user_id: UserId) -> UserId:
         if await store.user_by_id(user_id) is None:

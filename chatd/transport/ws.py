@@ -36,6 +36,7 @@ from chatd.transport.http import (
     room_id_param,
     too_deep,
 )
+from chatd.transport.text import encodable, text_problem
 from chatd.transport.websocket import handshake
 from chatd.transport.websocket.codec import ProtocolError
 from chatd.transport.websocket.connection import CLOSE_TIMEOUT_S, Connection, PeerClosed
@@ -118,12 +119,9 @@ def draft_from(frame: dict[str, Any], member: Member, settings: Settings) -> Dra
     if not isinstance(payload, dict):
         raise BadFrame("invalid_frame", "a message frame needs a payload object")
     text = payload.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise BadFrame("invalid_text", "payload.text must be a non-empty string")
-    if len(text) > settings.max_text_chars:
-        raise BadFrame("text_too_long", f"text is limited to {settings.max_text_chars} characters")
-    if "\x00" in text or not _encodable(text):
-        raise BadFrame("invalid_text", "text must be valid Unicode without NUL characters")
+    if (problem := text_problem(text, settings.max_text_chars, "payload.text")) is not None:
+        raise BadFrame(*problem)
+    assert isinstance(text, str)
     client_id = payload.get("client_id")
     if client_id is not None and not _valid_client_id(client_id):
         raise BadFrame(
@@ -149,16 +147,8 @@ def _valid_client_id(client_id: object) -> bool:
         isinstance(client_id, str)
         and 1 <= len(client_id) <= MAX_CLIENT_ID_CHARS
         and "\x00" not in client_id
-        and _encodable(client_id)
+        and encodable(client_id)
     )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # lone surrogates from a "\ud800" escape
-        return False
-    return True
 
 
 class RoomSockets:

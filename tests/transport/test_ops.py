@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,7 +107,7 @@ def test_openapi_document_is_valid_and_lists_every_rest_route(settings: Settings
             for rule in app.url_map.iter_rules():
                 if not rule.rule.startswith("/api/v1/") or rule.rule.endswith("openapi.json"):
                     continue
-                path = rule.rule.replace("<int:", "{").replace(">", "}")
+                path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <int:id>: {id}
                 for method in rule.methods or ():
                     if method not in ("HEAD", "OPTIONS"):
                         found.add((path, method.lower()))
