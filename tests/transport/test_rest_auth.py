@@ -39,7 +39,8 @@ async def test_register_login_and_me(api: Api) -> None:
     )
     assert reply.status_code == 201
     user = reply.json()
-    assert user == {"id": user["id"], "email": "Ann@Example.com"}  # as typed
+    # The email as typed; the handle (what others mention) is its local part, in one case.
+    assert user == {"id": user["id"], "email": "Ann@Example.com", "handle": "ann"}
 
     tokens = await api.login("ann@example.com")  # any case logs in
     assert tokens["token_type"] == "bearer"
