@@ -62,8 +62,11 @@ export class Api extends EventTarget {
     return this.call("GET", "/api/v1/users/me");
   }
 
-  rooms(cursor = null) {
-    const query = new URLSearchParams({ limit: "100" });
+  /** A page of rooms: `kind` "room" or "dm", `joined` only the caller's. */
+  rooms({ kind = null, joined = false, cursor = null, limit = 100 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (kind) query.set("kind", kind);
+    if (joined) query.set("joined", "true");
     if (cursor) query.set("cursor", cursor);
     return this.call("GET", `/api/v1/rooms?${query}`);
   }
@@ -74,6 +77,80 @@ export class Api extends EventTarget {
 
   createRoom(name, visibility) {
     return this.call("POST", "/api/v1/rooms", { name, visibility });
+  }
+
+  joinRoom(roomId) {
+    return this.call("POST", `/api/v1/rooms/${roomId}/join`);
+  }
+
+  leaveRoom(roomId) {
+    return this.call("POST", `/api/v1/rooms/${roomId}/leave`);
+  }
+
+  members(roomId) {
+    return this.call("GET", `/api/v1/rooms/${roomId}/members`);
+  }
+
+  addMember(roomId, userId) {
+    return this.call("PUT", `/api/v1/rooms/${roomId}/members/${userId}`);
+  }
+
+  /** `{items: [{user_id, last_read_id}], seen_by}`. */
+  reads(roomId) {
+    return this.call("GET", `/api/v1/rooms/${roomId}/reads`);
+  }
+
+  /** Moves the caller's watermark forward: `{last_read_id, unread, mentions}`. */
+  markRead(roomId, messageId) {
+    return this.call("POST", `/api/v1/rooms/${roomId}/read`, { message_id: messageId });
+  }
+
+  /** Up to 20 `{id, handle}` whose handle starts with `prefix`. */
+  findUsers(prefix) {
+    return this.call("GET", `/api/v1/users?${new URLSearchParams({ handle: prefix })}`);
+  }
+
+  /** The one DM with that user (201 the first time, 200 after). */
+  openDm(userId) {
+    return this.call("POST", "/api/v1/dms", { user_id: userId });
+  }
+
+  invites() {
+    return this.call("GET", "/api/v1/users/me/invites");
+  }
+
+  acceptInvite(roomId) {
+    return this.call("POST", `/api/v1/users/me/invites/${roomId}/accept`);
+  }
+
+  declineInvite(roomId) {
+    return this.call("DELETE", `/api/v1/users/me/invites/${roomId}`);
+  }
+
+  invite(roomId, userId) {
+    return this.call("POST", `/api/v1/rooms/${roomId}/invites`, { user_id: userId });
+  }
+
+  editMessage(roomId, messageId, text) {
+    return this.call("PATCH", `/api/v1/rooms/${roomId}/messages/${messageId}`, { text });
+  }
+
+  deleteMessage(roomId, messageId) {
+    return this.call("DELETE", `/api/v1/rooms/${roomId}/messages/${messageId}`);
+  }
+
+  /** Add (`on`) or remove the caller's reaction: `{message_id, emoji, count, me}`. */
+  react(roomId, messageId, emoji, on) {
+    const path = `/api/v1/rooms/${roomId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`;
+    return this.call(on ? "PUT" : "DELETE", path);
+  }
+
+  /** `{items: [{message, highlight}], next}`, newest first; everywhere unless `roomId`. */
+  search(q, { roomId = null, cursor = null, limit = 20 } = {}) {
+    const query = new URLSearchParams({ q, limit: String(limit) });
+    if (roomId !== null) query.set("room_id", String(roomId));
+    if (cursor) query.set("cursor", cursor);
+    return this.call("GET", `/api/v1/search?${query}`);
   }
 
   /** A page of history, oldest first; `next` is the `before` for the page older than it. */

@@ -1,55 +1,54 @@
-// The chatd web client: log in, pick or create a room, chat.
+// The chatd web client: log in, pick a room or a DM, chat.
 //
-// Views follow the URL hash: "#/" is the room list, "#/rooms/12" a room, so a
-// reload comes back to the same room. Message text is only ever set with
-// textContent: it may contain HTML.
+// Views follow the URL hash: "#/" is the conversation list, "#/rooms/12" a room,
+// so a reload comes back to the same room. Message text is only ever set as text
+// (textContent, text nodes): it may contain HTML.
+//
+// Modules: api.js (REST), live.js (one room's socket), rooms.js (the lists),
+// invites.js, roomview.js (the open room), messages.js, search.js, people.js.
 
 import { Api } from "./api.js";
-import { LiveRoom } from "./live.js";
+import { $, showError } from "./dom.js";
+import { Invitations } from "./invites.js";
+import { attachPicker, learn, setViewer } from "./people.js";
+import { RoomList } from "./rooms.js";
+import { RoomView } from "./roomview.js";
+import { Search } from "./search.js";
 
-const HISTORY_PAGE = 50;
 const LOAD_OLDER_WITHIN_PX = 80;
-const STICK_TO_BOTTOM_WITHIN_PX = 120;
-const TYPING_SHOWN_MS = 5_000;
+const POLL_EVERY_MS = 15_000; // unread badges and invitations: no live channel across rooms
 const MAX_TEXT_CHARS = 4000;
 
-const $ = (id) => document.getElementById(id);
-
 const api = new Api();
-let me = null; // {id, email}
+let me = null; // {id, email, handle}
 let room = null; // the open RoomView
-let roomsNext = null;
+let revealNext = null; // a message to scroll to in the room about to open
+let pollTimer = null;
 
-// ---- helpers ------------------------------------------------------------------
-
-function userLabel(userId) {
-  return me && userId === me.id ? me.email : `user ${userId}`;
-}
-
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  month: "short",
-  day: "numeric",
-  hour: "2-digit",
-  minute: "2-digit",
+const rooms = new RoomList(api, { currentRoomId: () => room?.roomId ?? null });
+const invitations = new Invitations(api, {
+  onAccepted: async (accepted) => {
+    rooms.update(accepted);
+    window.location.hash = `#/rooms/${accepted.id}`;
+    await rooms.refresh();
+  },
 });
-const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
-
-function shortTime(date) {
-  const today = new Date().toDateString() === date.toDateString();
-  return (today ? timeFormat : dateTimeFormat).format(date);
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function showError(id, err) {
-  $(id).textContent = err ? err.message || String(err) : "";
-}
+const search = new Search(api, {
+  currentRoomId: () => room?.roomId ?? null,
+  roomTitle: (id) => {
+    const known = rooms.known.get(id);
+    return known ? rooms.title(known) : `Room ${id}`;
+  },
+  onOpen: (message) => {
+    if (room?.roomId === message.room_id) {
+      room.reveal(message.id);
+      setView("room");
+      return;
+    }
+    revealNext = message.id;
+    window.location.hash = `#/rooms/${message.room_id}`;
+  },
+});
 
 function setView(view) {
   document.body.dataset.view = view;
@@ -59,11 +58,27 @@ function setView(view) {
   $("account").hidden = view === "auth" || view === "loading";
 }
 
+/** Everything the lists show, refetched. */
+function refreshLists({ withPublic = true } = {}) {
+  return Promise.all([rooms.refresh({ withPublic }), invitations.refresh()]);
+}
+
+function poll() {
+  if (me && document.visibilityState === "visible") refreshLists({ withPublic: false });
+}
+
+function startPolling() {
+  clearInterval(pollTimer);
+  pollTimer = setInterval(poll, POLL_EVERY_MS);
+}
+
 // ---- log in -------------------------------------------------------------------
 
 function showAuth(notice = "") {
   closeRoom();
+  clearInterval(pollTimer);
   me = null;
+  setViewer(null);
   $("auth-notice").textContent = notice;
   setView("auth");
   $("auth-email").focus();
@@ -104,47 +119,15 @@ async function enter() {
     showError("auth-error", err);
     return;
   }
+  setViewer(me);
   $("whoami").textContent = me.email;
-  await loadRooms();
+  $("whoami").title = `@${me.handle}`;
+  await refreshLists();
+  startPolling();
   route();
 }
 
-// ---- rooms --------------------------------------------------------------------
-
-async function loadRooms(more = false) {
-  showError("rooms-error", null);
-  try {
-    const page = await api.rooms(more ? roomsNext : null);
-    if (!more) $("room-list").replaceChildren();
-    for (const item of page.items) addRoomToList(item);
-    roomsNext = page.next;
-  } catch (err) {
-    showError("rooms-error", err);
-  }
-  $("more-rooms").hidden = !roomsNext;
-  $("rooms-empty").hidden = $("room-list").children.length > 0;
-  markCurrentRoom();
-}
-
-function addRoomToList(item) {
-  const li = element("li");
-  li.dataset.roomId = String(item.id);
-  const link = element("a", "room-link");
-  link.href = `#/rooms/${item.id}`;
-  link.append(element("span", "room-name", item.name));
-  if (item.visibility === "private") link.append(element("span", "badge", "private"));
-  link.append(element("span", "room-id", `#${item.id}`));
-  li.append(link);
-  $("room-list").append(li);
-}
-
-function markCurrentRoom() {
-  for (const li of $("room-list").children) {
-    const link = li.querySelector("a");
-    if (room && li.dataset.roomId === String(room.roomId)) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-}
+// ---- creating rooms and DMs ---------------------------------------------------------
 
 async function onNewRoom(event) {
   event.preventDefault();
@@ -157,12 +140,20 @@ async function onNewRoom(event) {
   try {
     const created = await api.createRoom(name, $("room-visibility").value);
     $("room-name").value = "";
-    addRoomToList(created);
-    $("rooms-empty").hidden = true;
+    rooms.update(created);
     window.location.hash = `#/rooms/${created.id}`;
+    await rooms.refresh();
   } catch (err) {
     showError("new-room-error", err);
   }
+}
+
+async function openDm(user) {
+  const dm = await api.openDm(user.id);
+  learn(user.id, user.handle);
+  rooms.update(dm);
+  window.location.hash = `#/rooms/${dm.id}`;
+  await rooms.refresh({ withPublic: false });
 }
 
 // ---- routing ------------------------------------------------------------------
@@ -171,7 +162,7 @@ function route() {
   if (!me) return;
   const match = /^#\/rooms\/(\d+)$/.exec(window.location.hash);
   if (!match) {
-    if (room) loadRooms(); // back to the list: show rooms created meanwhile
+    if (room) refreshLists(); // back to the list: show what changed meanwhile
     closeRoom();
     setView("rooms");
     return;
@@ -185,259 +176,21 @@ function closeRoom() {
   room?.close();
   document.title = "chatd";
   room = null;
+  $("conn-status").textContent = "";
+  $("conn-status").dataset.state = "idle";
   $("room-open").hidden = true;
   $("room-none").hidden = false;
-  markCurrentRoom();
+  rooms.markCurrent();
+  search.roomChanged();
 }
 
 function openRoom(roomId) {
   closeRoom();
-  room = new RoomView(roomId);
-  markCurrentRoom();
+  room = new RoomView(api, roomId, { rooms, reveal: revealNext });
+  revealNext = null;
+  rooms.markCurrent();
+  search.roomChanged();
   room.open();
-}
-
-// ---- one open room ------------------------------------------------------------
-
-class RoomView {
-  constructor(roomId) {
-    this.roomId = roomId;
-    this.shown = new Map(); // message id -> <li>
-    this.pendingShown = new Map(); // client_id -> <li>
-    this.olderBefore = null; // `before` for the next older page; null when at the start
-    this.loadingOlder = false;
-    this.typing = new Map(); // user id -> timeout
-    this.online = new Set();
-    this.live = null;
-    this.closed = false;
-  }
-
-  async open() {
-    $("room-none").hidden = true;
-    $("room-open").hidden = false;
-    $("room-title").textContent = `Room ${this.roomId}`;
-    $("room-visibility-badge").textContent = "";
-    $("messages").replaceChildren();
-    $("pending").replaceChildren();
-    $("presence").hidden = true;
-    $("typing").textContent = "";
-    $("older").hidden = true;
-    $("history-start").hidden = true;
-    showError("room-error", null);
-    this.setStatus({ state: "connecting" });
-    let info;
-    let page;
-    try {
-      [info, page] = await Promise.all([
-        api.room(this.roomId),
-        api.messages(this.roomId, { limit: HISTORY_PAGE }),
-      ]);
-    } catch (err) {
-      if (this.closed) return;
-      this.setStatus({ state: "closed", reason: err.message });
-      showError("room-error", err);
-      return;
-    }
-    if (this.closed) return;
-    $("room-title").textContent = info.name;
-    document.title = `${info.name} · chatd`;
-    $("room-visibility-badge").textContent = info.visibility;
-    this.addPage(page);
-    this.scrollToBottom();
-    const lastId = page.items.length ? page.items[page.items.length - 1].id : 0;
-    this.startLive(lastId);
-    $("message-text").focus();
-  }
-
-  startLive(lastId) {
-    const live = new LiveRoom(api, this.roomId, me.id, lastId);
-    this.live = live;
-    live.addEventListener("state", (e) => this.setStatus(e.detail));
-    live.addEventListener("message", (e) => this.onMessage(e.detail.message));
-    live.addEventListener("pending", (e) => this.showPending(e.detail.send));
-    live.addEventListener("acked", (e) => this.removePending(e.detail.send.client_id));
-    live.addEventListener("error", (e) => showError("room-error", e.detail));
-    live.addEventListener("presence", (e) => this.onPresence(e.detail));
-    live.addEventListener("typing", (e) => this.onTyping(e.detail.user_id));
-    live.start();
-  }
-
-  close() {
-    this.closed = true;
-    this.live?.stop();
-    for (const timer of this.typing.values()) clearTimeout(timer);
-  }
-
-  // -- history
-
-  addPage(page) {
-    for (const message of page.items) this.showMessage(message);
-    this.olderBefore = page.next;
-    $("older").hidden = page.next === null;
-    $("history-start").hidden = page.next !== null;
-  }
-
-  async loadOlder() {
-    if (this.loadingOlder || this.olderBefore === null) return;
-    this.loadingOlder = true;
-    const scroller = $("scroller");
-    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    try {
-      const page = await api.messages(this.roomId, { before: this.olderBefore, limit: HISTORY_PAGE });
-      if (this.closed) return;
-      this.addPage(page);
-      scroller.scrollTop = scroller.scrollHeight - fromBottom; // keep what was on screen
-    } catch (err) {
-      showError("room-error", err);
-    } finally {
-      this.loadingOlder = false;
-    }
-  }
-
-  // -- messages
-
-  onMessage(message) {
-    const stick = this.nearBottom();
-    this.showMessage(message);
-    this.stopTyping(message.user_id);
-    if (stick || message.user_id === me.id) this.scrollToBottom();
-  }
-
-  showMessage(message) {
-    if (this.shown.has(message.id)) return; // a replay or a resend's echo
-    const li = element("li", message.user_id === me.id ? "message mine" : "message");
-    li.dataset.id = String(message.id);
-    const meta = element("div", "meta");
-    meta.append(element("span", "sender", userLabel(message.user_id)), " ");
-    const created = new Date(message.created_at);
-    const time = element("time", "time", shortTime(created));
-    time.dateTime = message.created_at;
-    time.title = fullFormat.format(created);
-    meta.append(time);
-    li.append(meta, element("div", "text", message.text));
-    this.shown.set(message.id, li);
-    // Ids grow; insert before the first shown message with a larger one.
-    const list = $("messages");
-    let after = list.lastElementChild;
-    while (after && Number(after.dataset.id) > message.id) after = after.previousElementSibling;
-    if (after) after.after(li);
-    else list.prepend(li);
-  }
-
-  showPending(item) {
-    let li = this.pendingShown.get(item.client_id);
-    if (item.state === "discarded") {
-      li?.remove();
-      this.pendingShown.delete(item.client_id);
-      return;
-    }
-    if (!li) {
-      li = element("li", "message mine pending");
-      this.pendingShown.set(item.client_id, li);
-      $("pending").append(li);
-    }
-    const meta = element("div", "meta");
-    meta.append(element("span", "sender", userLabel(me.id)), " ");
-    const text = element("div", "text", item.text);
-    if (item.state === "failed") {
-      li.classList.add("failed");
-      const retry = element("button", "link", "Retry");
-      retry.type = "button";
-      retry.addEventListener("click", () => this.live.retrySend(item.client_id));
-      const discard = element("button", "link", "Discard");
-      discard.type = "button";
-      discard.addEventListener("click", () => this.live.discard(item.client_id));
-      meta.append(element("span", "send-state", `Not sent: ${item.error}`), " ", retry, " ", discard);
-    } else {
-      li.classList.remove("failed");
-      const waiting = this.live?.state === "live" ? "Sending…" : "Waiting for the connection…";
-      meta.append(element("span", "send-state", waiting));
-    }
-    li.replaceChildren(meta, text);
-    this.scrollToBottom();
-  }
-
-  removePending(clientId) {
-    this.pendingShown.get(clientId)?.remove();
-    this.pendingShown.delete(clientId);
-  }
-
-  send(text) {
-    if (!this.live) return;
-    this.live.send(text);
-  }
-
-  // -- presence and typing (shown only if the server sends them)
-
-  onPresence({ user_id: userId, status }) {
-    if (status === "online") this.online.add(userId);
-    else this.online.delete(userId);
-    const names = [...this.online].map(userLabel);
-    $("presence").hidden = false;
-    $("presence").textContent = names.length ? `Online: ${names.join(", ")}` : "Nobody else is online";
-  }
-
-  onTyping(userId) {
-    clearTimeout(this.typing.get(userId));
-    this.typing.set(userId, setTimeout(() => this.stopTyping(userId), TYPING_SHOWN_MS));
-    this.showTyping();
-  }
-
-  stopTyping(userId) {
-    if (!this.typing.has(userId)) return;
-    clearTimeout(this.typing.get(userId));
-    this.typing.delete(userId);
-    this.showTyping();
-  }
-
-  showTyping() {
-    const names = [...this.typing.keys()].map(userLabel);
-    const text =
-      names.length === 0
-        ? ""
-        : names.length === 1
-          ? `${names[0]} is typing…`
-          : `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`;
-    $("typing").textContent = text;
-  }
-
-  // -- connection state
-
-  setStatus({ state, delay_ms: delayMs, reason }) {
-    const status = $("conn-status");
-    status.dataset.state = state;
-    const text = {
-      idle: "",
-      connecting: "Connecting…",
-      live: "Live",
-      waiting: `Offline, retrying in ${Math.ceil((delayMs ?? 0) / 1000)} s`,
-      closed: `Disconnected: ${reason ?? ""}`,
-    }[state];
-    status.textContent = text;
-    $("reconnect").hidden = state !== "waiting";
-    $("send-button").disabled = state === "closed";
-    if (state === "closed") showError("room-error", new Error(reason));
-    if (state === "live") {
-      showError("room-error", null);
-      // Each connection is told afresh who is online: forget the old list.
-      this.online.clear();
-      $("presence").hidden = true;
-    }
-    // Pending sends say whether they wait for the connection.
-    if (this.live) for (const item of this.live.pending.values()) this.showPending(item);
-  }
-
-  // -- scrolling
-
-  nearBottom() {
-    const s = $("scroller");
-    return s.scrollHeight - s.scrollTop - s.clientHeight < STICK_TO_BOTTOM_WITHIN_PX;
-  }
-
-  scrollToBottom() {
-    const s = $("scroller");
-    s.scrollTop = s.scrollHeight;
-  }
 }
 
 // ---- the message box ------------------------------------------------------------
@@ -479,8 +232,8 @@ function fitComposer() {
 function main() {
   $("auth-form").addEventListener("submit", onAuthSubmit);
   $("new-room").addEventListener("submit", onNewRoom);
-  $("more-rooms").addEventListener("click", () => loadRooms(true));
-  $("refresh-rooms").addEventListener("click", () => loadRooms());
+  $("more-rooms").addEventListener("click", () => rooms.morePublic());
+  $("refresh-rooms").addEventListener("click", () => refreshLists());
   $("logout").addEventListener("click", () => api.logout());
   $("composer").addEventListener("submit", onComposerSubmit);
   $("message-text").addEventListener("keydown", onComposerKey);
@@ -490,7 +243,30 @@ function main() {
   $("scroller").addEventListener("scroll", () => {
     if ($("scroller").scrollTop < LOAD_OLDER_WITHIN_PX) room?.loadOlder();
   });
+  $("join-room").addEventListener("click", () => room?.join());
+  $("leave-room").addEventListener("click", () => room?.leave());
+  $("members-toggle").addEventListener("click", () => room?.toggleMembers());
+  $("invite-open").addEventListener("click", () => {
+    room?.toggleMembers(true);
+    $("people-handle").focus();
+  });
+  attachPicker(api, {
+    form: $("new-dm"),
+    input: $("dm-handle"),
+    list: $("dm-candidates"),
+    error: $("new-dm-error"),
+    onPick: openDm,
+  });
+  attachPicker(api, {
+    form: $("people-form"),
+    input: $("people-handle"),
+    list: $("people-candidates"),
+    error: $("people-error"),
+    onPick: (user) => room?.addPerson(user),
+  });
+  search.attach();
   window.addEventListener("hashchange", route);
+  document.addEventListener("visibilitychange", poll); // back to the tab: fresh badges
   api.addEventListener("logout", (e) => showAuth(e.detail));
   if (api.loggedIn) enter();
   else showAuth();

@@ -1,12 +1,16 @@
 // One room over a WebSocket that survives network blips.
 //
 // Every connection asks for `?since=<last id seen>`, so the server replays
-// what was missed. Every send carries a client_id and stays pending until its
+// what was missed. Sequenced frames (message, message_edited, message_deleted,
+// reaction) each take the room's next id: all of them count as seen, and one
+// whose id was seen already (a replay) is dropped. Every send carries a client_id and stays pending until its
 // echo comes back; pending sends are sent again after a reconnect, and the
 // server stores a repeated client_id only once. Reconnects back off
 // exponentially with jitter.
 //
 // Events: "state" {state, delay_ms?, reason?}, "message" {message},
+// "message_edited" / "message_deleted" / "reaction" {payload},
+// "read" / "member" / "room" {payload} (not sequenced: refetch after a reconnect),
 // "pending" {send} (added or changed), "acked" {send, message},
 // "error" {code, message}, "presence" {user_id, status}, "typing" {user_id}.
 
@@ -19,6 +23,9 @@ const SILENT_FOR_MS = 45_000; // no frame (not even a pong) for this long: the s
 const TYPING_EVERY_MS = 3_000;
 // After a close that says back_off (this client misbehaved), wait as if this many tries failed.
 const BACK_OFF_ATTEMPTS = 4;
+const SEEN_IDS_KEPT = 2_000; // ids remembered for de-duplication
+const SEQUENCED = new Set(["message", "message_edited", "message_deleted", "reaction"]);
+const STATE_FRAMES = new Set(["read", "member", "room"]);
 
 /** Up to BACKOFF_FIRST_MS * 2^attempt (capped), of which a random half. */
 export function backoffDelay(attempt) {
@@ -38,7 +45,9 @@ export class LiveRoom extends EventTarget {
     this.api = api;
     this.roomId = roomId;
     this.userId = userId;
-    this.lastId = lastId; // the newest message id this client has
+    this.lastId = lastId; // the newest sequenced id this client has: `?since=` resumes after it
+    this.startId = lastId; // ids up to here came with the history already
+    this.seenIds = new Set(); // sequenced ids received since, for de-duplication
     this.pending = new Map(); // client_id -> {client_id, text, state: "sending" | "failed", error}
     this.state = "idle";
     this.ws = null;
@@ -212,10 +221,15 @@ export class LiveRoom extends EventTarget {
     }
     this.lastFrameAt = Date.now();
     const payload = frame?.payload ?? {};
+    if (SEQUENCED.has(frame?.type)) {
+      this.sequenced(frame.type, payload);
+      return;
+    }
+    if (STATE_FRAMES.has(frame?.type)) {
+      this.emit(frame.type, { payload });
+      return;
+    }
     switch (frame?.type) {
-      case "message":
-        this.received(payload);
-        break;
       case "error":
         this.serverError(payload);
         break;
@@ -232,16 +246,37 @@ export class LiveRoom extends EventTarget {
     }
   }
 
-  received(message) {
-    if (typeof message.id !== "number") return;
-    if (message.id > this.lastId) this.lastId = message.id;
-    const mine = message.user_id === this.userId ? this.pending.get(message.client_id) : undefined;
-    if (mine) {
-      this.pending.delete(mine.client_id);
-      mine.state = "acked";
-      this.emit("acked", { send: mine, message });
+  /** A frame with the room's next id: remembered as seen, applied once. */
+  sequenced(type, payload) {
+    const id = payload.id;
+    if (typeof id !== "number") return;
+    const repeat = id <= this.startId || this.seenIds.has(id);
+    if (!repeat) this.remember(id);
+    if (id > this.lastId) this.lastId = id;
+    if (type === "message") {
+      // A repeated echo still settles its send (it may be the only echo this tab sees).
+      const mine = payload.user_id === this.userId ? this.pending.get(payload.client_id) : undefined;
+      if (mine) {
+        this.pending.delete(mine.client_id);
+        mine.state = "acked";
+        this.emit("acked", { send: mine, message: payload });
+      }
+      if (!repeat) this.emit("message", { message: payload });
+      return;
     }
-    this.emit("message", { message });
+    if (!repeat) this.emit(type, { payload });
+  }
+
+  remember(id) {
+    this.seenIds.add(id);
+    if (this.seenIds.size <= SEEN_IDS_KEPT) return;
+    // Ids arrive in order, so the first inserted are the oldest: forget a tenth of them.
+    let drop = SEEN_IDS_KEPT / 10;
+    for (const old of this.seenIds) {
+      if (drop-- <= 0) break;
+      this.seenIds.delete(old);
+      if (old > this.startId) this.startId = old;
+    }
   }
 
   serverError(error) {

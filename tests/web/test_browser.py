@@ -89,11 +89,13 @@ def test_two_people_chat_live_survive_a_reload_and_a_network_blip(
     room_id = int(ann.url.rsplit("/", 1)[1])
     open_room(bob, "lobby")
 
-    # Presence and typing, as the server reports them.
-    expect(bob.locator("#presence")).to_contain_text("user 1")
+    # Presence and typing, as the server reports them. Ann is a member: Bob's tab knows
+    # her handle from the member list. Bob reads the public room without joining it,
+    # and there is no lookup by id: to Ann he is "user 2".
+    expect(bob.locator("#presence")).to_contain_text("ann")
     expect(ann.locator("#presence")).to_contain_text("user 2")
     ann.get_by_label("Message", exact=True).press_sequentially("hi bob", delay=20)
-    expect(bob.locator("#typing")).to_have_text("user 1 is typing…")
+    expect(bob.locator("#typing")).to_have_text("ann is typing…")
     # Live both ways; HTML in a message is text, not markup.
     ann.get_by_label("Message", exact=True).press("Enter")
     expect(shown(bob)).to_have_text(["hi bob"])
@@ -101,7 +103,7 @@ def test_two_people_chat_live_survive_a_reload_and_a_network_blip(
     expect(shown(ann)).to_have_text(["hi bob", "<b>hi</b> ann & <script>x()</script>"])
     expect(ann.locator("#messages b, #messages script")).to_have_count(0)
     expect(ann.locator("#room-error")).to_be_empty()
-    expect(ann.locator("#messages li .sender")).to_have_text(["ann@example.com", "user 2"])
+    expect(ann.locator("#messages li .sender")).to_have_text(["ann", "user 2"])
     ann.screenshot(path=screenshots / "room-desktop.png")
     bob.screenshot(path=screenshots / "room-phone.png")
 
@@ -263,3 +265,65 @@ def test_tokens_are_refreshed_before_they_expire(
         expect(page.locator("#conn-status")).to_have_text("Live")
         send(page, "after two refreshes")
         expect(shown(page)).to_have_text(["after two refreshes"])
+
+
+def test_sequenced_frames_apply_once_and_a_resume_starts_after_the_newest(
+    web_server: BackgroundServer, browser: Any
+) -> None:
+    """Edits, deletions and reactions take ids like messages: a replayed id changes
+    nothing, and the next connection asks for ?since= the newest id of any of them."""
+    expect.set_options(timeout=TIMEOUT_MS)
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    routes: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        ws.connect_to_server()
+        routes.append(ws)
+
+    page.route_web_socket("**/ws/rooms/*", through)
+    register(page, web_server.url, "gil@example.com")
+    page.get_by_label("Name").fill("replays")
+    page.get_by_label("Who can join").select_option("private")
+    page.get_by_role("button", name="Create room").click()
+    expect(page.locator("#conn-status")).to_have_text("Live")
+    assert len(routes) == 1 and "since=0" in routes[0].url
+
+    def from_server(kind: str, **payload: Any) -> None:
+        routes[-1].send(json.dumps({"type": kind, "payload": {"room_id": 1, **payload}}))
+
+    at = "2026-01-02T03:04:05.000000Z"
+    from_server("message", id=5, user_id=7, text="first", created_at=at)
+    from_server("message", id=6, user_id=7, text="second", created_at=at)
+    from_server("message_edited", id=7, user_id=7, message_id=5, text="first!", edited_at=at)
+    from_server("reaction", id=8, user_id=7, message_id=5, emoji="👍", action="added", count=3)
+    # Replays of ids already seen: dropped, whatever they say.
+    from_server("message_edited", id=7, user_id=7, message_id=5, text="stale", edited_at=at)
+    from_server("reaction", id=8, user_id=7, message_id=5, emoji="👍", action="added", count=9)
+    from_server("message", id=6, user_id=7, text="second", created_at=at)
+    from_server("message_deleted", id=9, user_id=7, message_id=6, deleted_at=at)
+    first = page.locator('#messages li[data-id="5"]')
+    expect(first.locator(".text")).to_have_text("first!")
+    expect(first.locator(".edited")).to_have_text("(edited)")
+    expect(first.locator(".chip")).to_have_text(["👍 3"])
+    expect(page.locator('#messages li[data-id="6"] .text')).to_have_text("message deleted")
+    expect(page.locator("#messages li")).to_have_count(2)
+    # The viewer's own reaction frame sets `me`; someone else's keeps it.
+    from_server("reaction", id=10, user_id=1, message_id=5, emoji="👍", action="added", count=4)
+    expect(first.locator(".chip")).to_have_attribute("aria-pressed", "true")
+    from_server("reaction", id=11, user_id=7, message_id=5, emoji="👍", action="removed", count=3)
+    expect(first.locator(".chip")).to_have_text(["👍 3"])
+    expect(first.locator(".chip")).to_have_attribute("aria-pressed", "true")
+
+    # The connection drops: the next one resumes after id 11, the newest of any kind.
+    with page.expect_websocket() as reconnected:
+        routes[-1].close(code=1012, reason="restart")
+    assert "since=11" in reconnected.value.url
+    expect(page.locator("#conn-status")).to_have_text("Live")
+    assert len(routes) == 2, [r.url for r in routes]
+    assert "since=11" in routes[1].url
+    # A replay on the new connection of what the old one delivered changes nothing.
+    from_server("message_edited", id=7, user_id=7, message_id=5, text="stale", edited_at=at)
+    from_server("message", id=12, user_id=7, text="after the resume", created_at=at)
+    expect(page.locator("#messages li .text")).to_have_text(
+        ["first!", "message deleted", "after the resume"]
+    )
