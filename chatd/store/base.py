@@ -150,6 +150,19 @@ class Store(Protocol):
         self, room_id: RoomId, first: int, last: int, viewer: UserId
     ) -> dict[MessageId, list[Reaction]]: ...
 
+    # search (store/search.py)
+    async def search_messages(
+        self,
+        user_id: UserId,
+        terms: list[str],
+        room_id: RoomId | None,
+        before: tuple[str, int, int] | None,
+        limit: int,
+    ) -> list[Message]:
+        """Messages (not events, not tombstones) holding every term as a word or a word's
+        start, in rooms the user may read (or only room_id), newest first, after the key
+        `before` = (created_at ISO 8601, room_id, id) of the last one shown."""
+
     # messages
     async def append(self, drafts: Sequence[Draft], now: datetime) -> list[Appended | ChatdError]:
         """Commit a batch in one transaction; one outcome per draft, in order.

@@ -18,6 +18,7 @@ from chatd.transport.rest_auth import auth_routes
 from chatd.transport.rest_messages import message_routes
 from chatd.transport.rest_people import people_routes
 from chatd.transport.rest_rooms import room_routes
+from chatd.transport.rest_search import search_routes
 from chatd.transport.web import web_routes
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def create_app(service: Service) -> QuartTrio:
         room_routes,
         message_routes,
         people_routes,
+        search_routes,
         web_routes,
     ):
         app.register_blueprint(blueprint(service))
