@@ -67,6 +67,21 @@ async def create_rooms(http: httpx.AsyncClient, token: str, count: int) -> list[
     return ids
 
 
+async def join_rooms(http: httpx.AsyncClient, pairs: list[tuple[str, int]]) -> None:
+    """Each (token, room): that user joins that room, as members of a real room have.
+    A server older than room membership answers 404 or 405: then nobody joins."""
+
+    async def join(pair: tuple[str, int]) -> None:
+        token, room = pair
+        reply = await http.post(
+            f"/api/v1/rooms/{room}/join", headers={"Authorization": f"Bearer {token}"}
+        )
+        if reply.status_code not in (404, 405):
+            reply.raise_for_status()
+
+    await _each(pairs, join)
+
+
 async def _register(http: httpx.AsyncClient, email: str) -> None:
     reply = await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
     if reply.status_code != 409:  # 409: it exists already

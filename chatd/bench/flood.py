@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chatd.bench.accounts import Accounts, create_rooms
+from chatd.bench.accounts import Accounts, create_rooms, join_rooms
 from chatd.bench.errors import BenchFailed
 from chatd.bench.options import BenchOptions
 from chatd.bench.prom import total
@@ -31,6 +31,8 @@ async def run_flood(
     senders = options.senders
     tokens = await accounts.tokens(server.http, senders)
     rooms = await create_rooms(server.http, tokens[0], senders)
+    # Members: each commit also moves its sender's read watermark, as in real rooms.
+    await join_rooms(server.http, list(zip(tokens, rooms, strict=True)))
     procs = options.client_procs or default_client_procs(senders)
     shares: list[list[list[Any]]] = [[] for _ in range(procs)]
     for i, (room, token) in enumerate(zip(rooms, tokens, strict=True)):
