@@ -1,4 +1,5 @@
-"""The `chatd` command: serve, migrate; and the client: chat, send, rooms, register."""
+"""The `chatd` command: serve, migrate, bench; and the client: chat, dm, send, rooms,
+search, unread, register."""
 
 from __future__ import annotations
 

@@ -34,6 +34,13 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionCount:
+    emoji: str
+    count: int
+    me: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     id: int
     room_id: int
@@ -41,9 +48,14 @@ class ChatMessage:
     text: str
     created_at: datetime
     client_id: str | None = None
+    edited_at: datetime | None = None
+    deleted: bool = False
+    mentions: tuple[int, ...] = ()
+    reactions: tuple[ReactionCount, ...] = ()  # in history only
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ChatMessage:
+        edited_at = body.get("edited_at")
         return cls(
             id=int(body["id"]),
             room_id=int(body["room_id"]),
@@ -51,7 +63,28 @@ class ChatMessage:
             text=str(body["text"]),
             created_at=datetime.fromisoformat(body["created_at"]),
             client_id=body.get("client_id"),
+            edited_at=datetime.fromisoformat(edited_at) if edited_at else None,
+            deleted=body.get("deleted") is True,
+            mentions=tuple(int(user_id) for user_id in body.get("mentions") or ()),
+            reactions=tuple(
+                ReactionCount(str(r["emoji"]), int(r["count"]), r.get("me") is True)
+                for r in body.get("reactions") or ()
+            ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Highlighted:
+    """A search match: the message, and its text (or a window of it) in pieces,
+    each (text, whether the query matched it)."""
+
+    message: ChatMessage
+    pieces: tuple[tuple[str, bool], ...]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Highlighted:
+        pieces = tuple((str(p["text"]), p.get("match") is True) for p in body["highlight"])
+        return cls(ChatMessage.from_json(body["message"]), pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +123,11 @@ class ChatApi:
     async def me(self) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/users/me")  # type: ignore[no-any-return]
 
+    async def users_by_handle(self, prefix: str) -> list[dict[str, Any]]:
+        """Up to 20 `{id, handle}` whose handle starts with prefix."""
+        page = await self._call("GET", "/api/v1/users", params={"handle": prefix})
+        return list(page["items"])
+
     async def access_token(self) -> str:
         """A current access token, refreshed first when it is about to expire."""
         if self._tokens is None:
@@ -110,10 +148,14 @@ class ChatApi:
 
     # -- rooms
 
-    async def rooms(self) -> list[dict[str, Any]]:
-        """Every room this user can see, walking all pages."""
+    async def rooms(self, *, kind: str | None = None, joined: bool = False) -> list[dict[str, Any]]:
+        """Every room this user can see (`joined`: belongs to), walking all pages."""
         rooms: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": PAGE_LIMIT}
+        if kind is not None:
+            params["kind"] = kind
+        if joined:
+            params["joined"] = "true"
         while True:
             page = await self._call("GET", "/api/v1/rooms", params=params)
             rooms.extend(page["items"])
@@ -127,6 +169,31 @@ class ChatApi:
     async def create_room(self, name: str, visibility: str = "public") -> dict[str, Any]:
         body = {"name": name, "visibility": visibility}
         return await self._call("POST", "/api/v1/rooms", body)  # type: ignore[no-any-return]
+
+    async def members(self, room_id: int) -> list[dict[str, Any]]:
+        """`{user_id, handle, role, joined_at}` for each member."""
+        page = await self._call("GET", f"/api/v1/rooms/{room_id}/members")
+        return list(page["items"])
+
+    async def open_dm(self, user_id: int) -> dict[str, Any]:
+        """The DM between this user and user_id, made if there was none."""
+        return await self._call("POST", "/api/v1/dms", {"user_id": user_id})  # type: ignore[no-any-return]
+
+    async def mark_read(self, room_id: int, message_id: int) -> dict[str, Any]:
+        body = {"message_id": message_id}
+        return await self._call("POST", f"/api/v1/rooms/{room_id}/read", body)  # type: ignore[no-any-return]
+
+    async def search(
+        self, query: str, *, room_id: int | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Highlighted], str | None]:
+        """One page of messages matching query, newest first, and the next cursor."""
+        params: dict[str, Any] = {"q": query, "limit": limit}
+        if room_id is not None:
+            params["room_id"] = room_id
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = await self._call("GET", "/api/v1/search", params=params)
+        return [Highlighted.from_json(item) for item in page["items"]], page["next"]
 
     async def history(
         self, room_id: int, *, limit: int = 50, before: int | None = None

@@ -1,8 +1,11 @@
-"""The client's subcommands of `chatd`: chat, send, rooms, register.
+"""The client's subcommands of `chatd`: chat, dm, send, rooms, search, unread, register.
 
 Where to connect and as whom comes from flags or, failing those, from
 CHATD_URL, CHATD_EMAIL and CHATD_PASSWORD (read here, once). A missing
 password is prompted for when there is a terminal to ask on.
+
+Output meant for people is marked up (bold) only on a terminal, and not
+when NO_COLOR is set.
 
 Exit codes: 0 done, 1 the server refused or did not confirm, 2 bad usage,
 130 interrupted.
@@ -21,10 +24,13 @@ from typing import Any
 
 import trio
 
+from chatd.client import overview
 from chatd.client.api import DEFAULT_URL, ApiError, ChatApi
-from chatd.client.terminal import chat, check_text, printable, send_one
+from chatd.client.overview import Refused, find_user, room_line
+from chatd.client.terminal import chat, check_text, send_one
 
-COMMANDS = frozenset({"chat", "send", "rooms", "register"})
+COMMANDS = frozenset({"chat", "dm", "send", "rooms", "search", "unread", "register"})
+SEARCH_LIMIT_MAX = 1000
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -37,6 +43,14 @@ class Login:
     url: str
     email: str
     password: str
+    emphasis: bool  # bold on a terminal
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {raw}")
+    return value
 
 
 def add_client_commands(commands: Any) -> None:
@@ -52,8 +66,28 @@ def add_client_commands(commands: Any) -> None:
         "chat", parents=[common], help="join a room: print its messages, send each line typed"
     )
     chat_cmd.add_argument("room_id", type=int, metavar="ROOM_ID")
-    chat_cmd.add_argument(
-        "--history", type=int, default=20, help="recent messages shown first (default 20)"
+    history_help = "recent messages shown first (default 20)"
+    chat_cmd.add_argument("--history", type=int, default=20, help=history_help)
+
+    dm_cmd = commands.add_parser(
+        "dm", parents=[common], help="open the DM with someone, then chat in it as `chat` does"
+    )
+    dm_cmd.add_argument("who", metavar="WHO", help="their email, handle (ann, @ann) or user id")
+    dm_cmd.add_argument("--history", type=int, default=20, help=history_help)
+
+    search_cmd = commands.add_parser(
+        "search", parents=[common], help="find messages holding every word, newest first"
+    )
+    search_cmd.add_argument("query", nargs="+", metavar="WORD")
+    search_cmd.add_argument("--room", type=int, metavar="ROOM_ID", help="only in this room")
+    search_cmd.add_argument(
+        "--limit", type=_positive, default=20, help="matches shown at most (default 20)"
+    )
+
+    commands.add_parser(
+        "unread",
+        parents=[common],
+        help="your rooms and DMs with unread messages, and how many mention you",
     )
 
     send_cmd = commands.add_parser(
@@ -69,7 +103,13 @@ def add_client_commands(commands: Any) -> None:
         "rooms", parents=[common], help="list the rooms you can see, or create one"
     )
     rooms_cmd.add_argument("--create", metavar="NAME", help="create a room; prints its id")
-    rooms_cmd.add_argument("--private", action="store_true", help="with --create: members only")
+    kind = rooms_cmd.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--private", action="store_true", help="with --create: members only, added by admins"
+    )
+    kind.add_argument(
+        "--invite", action="store_true", help="with --create: members only, any member invites"
+    )
 
     commands.add_parser("register", parents=[common], help="create an account")
 
@@ -82,6 +122,12 @@ def run_client_command(args: argparse.Namespace, env: Mapping[str, str] | None =
             problem = check_text(args.text)
             if problem:
                 raise UsageError(problem)
+        if args.command == "search":
+            args.query = " ".join(args.query).strip()
+            if not args.query:
+                raise UsageError("nothing to search for")
+            if args.limit > SEARCH_LIMIT_MAX:
+                raise UsageError(f"--limit is at most {SEARCH_LIMIT_MAX}")
         return _run_until_interrupted(args, login)
     except UsageError as exc:
         print(f"chatd: {exc}", file=sys.stderr)
@@ -110,7 +156,7 @@ async def _run_or_interrupted(args: argparse.Namespace, login: Login) -> int:
         await nursery.start(_cancel_on_ctrl_c, nursery.cancel_scope)
         try:
             code = await _run(args, login)
-        except ApiError as exc:  # here, before the nursery wraps it in a group
+        except (ApiError, Refused) as exc:  # here, before the nursery wraps it in a group
             print(f"chatd: {exc}", file=sys.stderr)
             code = EXIT_FAILED
         nursery.cancel_scope.cancel()  # the watcher
@@ -149,7 +195,8 @@ def resolve_login(args: argparse.Namespace, env: Mapping[str, str]) -> Login:
         if not sys.stdin.isatty():
             raise UsageError("no password: pass --password or set CHATD_PASSWORD")
         password = getpass.getpass(f"Password for {email}: ")
-    return Login(url, email, password)
+    emphasis = sys.stdout.isatty() and not env.get("NO_COLOR")
+    return Login(url, email, password, emphasis)
 
 
 async def _run(args: argparse.Namespace, login: Login) -> int:
@@ -165,21 +212,39 @@ async def _run(args: argparse.Namespace, login: Login) -> int:
             return await send_one(
                 api, args.room_id, args.text, timeout_s=args.timeout, out=sys.stdout, err=sys.stderr
             )
+        if args.command == "search":
+            return await overview.search(
+                api,
+                args.query,
+                room_id=args.room,
+                limit=args.limit,
+                out=sys.stdout,
+                err=sys.stderr,
+                emphasis=login.emphasis,
+            )
+        if args.command == "unread":
+            return await overview.unread(api, out=sys.stdout)
+        if args.command == "dm":
+            room_id = int((await api.open_dm(await find_user(api, args.who)))["id"])
+        else:
+            room_id = args.room_id
         return await chat(
             api,
-            args.room_id,
+            room_id,
             history=max(0, args.history),
             stdin=sys.stdin,
             out=sys.stdout,
             err=sys.stderr,
+            emphasis=login.emphasis,
         )
 
 
 async def _rooms(api: ChatApi, args: argparse.Namespace) -> int:
     if args.create:
-        room = await api.create_room(args.create, "private" if args.private else "public")
+        visibility = "private" if args.private else "invite" if args.invite else "public"
+        room = await api.create_room(args.create, visibility)
         print(room["id"])
         return 0
-    for room in await api.rooms():
-        print(f"{room['id']}\t{room['visibility']}\t{printable(room['name'])}")
+    for room in await api.rooms(kind="room"):
+        print(room_line(room))
     return 0

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import trio
@@ -107,7 +108,68 @@ class Closed:
     reason: str
 
 
-Event = Connected | Disconnected | Received | Acked | SendFailed | ServerError | Closed
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """`user_id` changed message `message_id`'s text (event `id`, in sequence)."""
+
+    id: int
+    user_id: int
+    message_id: int
+    text: str
+    edited_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    id: int
+    user_id: int  # who deleted it: the author, an admin or the owner
+    message_id: int
+    deleted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reacted:
+    id: int
+    user_id: int
+    message_id: int
+    emoji: str
+    added: bool  # False: taken back
+    count: int  # the message's count for this emoji now
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """Not sequenced: someone joined, left, was removed, or got a new role."""
+
+    user_id: int
+    change: str
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanged:
+    """Not sequenced: the room's name, visibility or owner changed."""
+
+    room: dict[str, Any]
+
+
+Event = (
+    Connected
+    | Disconnected
+    | Received
+    | Acked
+    | SendFailed
+    | ServerError
+    | Closed
+    | Edited
+    | Deleted
+    | Reacted
+    | MemberChanged
+    | RoomChanged
+)
+# Sequenced events besides messages: each takes the room's next id, and ?since= replays them.
+_SEQUENCED = frozenset({"message_edited", "message_deleted", "reaction"})
 
 
 class _Fatal(Exception):
@@ -236,14 +298,32 @@ class LiveRoom:
             except ValueError:
                 continue
             if isinstance(frame, dict):
-                await self._frame(frame)
+                try:
+                    await self._frame(frame)
+                except (KeyError, TypeError, ValueError):
+                    continue  # a frame this client cannot read: not worth a reconnect
 
     async def _frame(self, frame: dict[str, Any]) -> None:
         payload = frame.get("payload")
         if not isinstance(payload, dict):
             return
         kind = frame.get("type")
-        if kind == "message":
+        if kind in _SEQUENCED:
+            event = _sequenced(kind, payload)
+            if self.last_id is None or event.id > self.last_id:
+                self.last_id = event.id
+                await self._events_send.send(event)
+        elif kind == "member":
+            role = payload.get("role")
+            change = MemberChanged(
+                int(payload["user_id"]),
+                str(payload["change"]),
+                role if isinstance(role, str) else None,
+            )
+            await self._events_send.send(change)
+        elif kind == "room":
+            await self._events_send.send(RoomChanged(payload))
+        elif kind == "message":
             message = ChatMessage.from_json(payload)
             is_new = self.last_id is None or message.id > self.last_id
             if is_new:
@@ -305,6 +385,21 @@ async def open_live_room(
             yield room
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _sequenced(kind: str, payload: dict[str, Any]) -> Edited | Deleted | Reacted:
+    event_id, user_id = int(payload["id"]), int(payload["user_id"])
+    message_id = int(payload["message_id"])
+    if kind == "message_edited":
+        edited_at = datetime.fromisoformat(payload["edited_at"])
+        return Edited(event_id, user_id, message_id, str(payload["text"]), edited_at)
+    if kind == "message_deleted":
+        deleted_at = datetime.fromisoformat(payload["deleted_at"])
+        return Deleted(event_id, user_id, message_id, deleted_at)
+    added = payload["action"] == "added"
+    emoji, count = str(payload["emoji"]), int(payload["count"])
+    at = datetime.fromisoformat(payload["created_at"]) if payload.get("created_at") else None
+    return Reacted(event_id, user_id, message_id, emoji, added, count, at)
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ READY_TIMEOUT_S = 2.0
 
 def ops_routes(service: Service) -> Blueprint:
     bp = Blueprint("ops", __name__)
-    api_document = document()
+    api_document = document(service.settings.group_dm_max)
 
     @bp.get("/healthz")
     async def healthz() -> dict[str, Any]:

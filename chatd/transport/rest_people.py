@@ -134,12 +134,12 @@ def _dm_partners(body: dict[str, Any], group_max: int) -> list[UserId]:
     raw = body["user_ids"]
     if not isinstance(raw, list) or not raw:
         raise ValidationFailed("user_ids must be a non-empty list of user ids")
-    if len(raw) > group_max:
-        raise ValidationFailed(f"a group DM has at most {group_max} people besides you")
     ids: list[UserId] = []
     for value in raw:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DB_ID:
             raise ValidationFailed("user_ids must hold user ids (positive integers)")
         if UserId(value) not in ids:
             ids.append(UserId(value))
+        if len(ids) > group_max:
+            raise ValidationFailed(f"a group DM has at most {group_max} people besides you")
     return ids

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from schemathesis import BaseSchema, Case, GenerationMode
 
@@ -70,6 +70,11 @@ def test_the_api_answers_as_documented(
     @given(case=cases)
     @fuzz_settings(examples=EXAMPLES_PER_OPERATION)
     def answers_as_documented(case: Case) -> None:
+        # schemathesis marks some cases negative without having changed anything in them
+        # (seen with length-limited string path parameters, as an emoji): not bad input.
+        meta = case.meta
+        assume(not (meta is not None and meta.generation.mode.is_negative
+                    and not meta.phase.data.mutations))  # fmt: skip
         case.call_and_validate()
 
     answers_as_documented()
