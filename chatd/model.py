@@ -82,20 +82,12 @@ class Membership:
     mentions: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "last_read_id": self.last_read_id,
-            "unread": self.unread,
-            "mentions": self.mentions,
-        }
+        return {name: getattr(self, name) for name in MEMBERSHIP_FIELDS}
 
 
-NOT_A_MEMBER: dict[str, Any] = {
-    "role": None,
-    "last_read_id": None,
-    "unread": None,
-    "mentions": None,
-}
+MEMBERSHIP_FIELDS = ("role", "last_read_id", "unread", "mentions")
+# What a room says of its caller's membership when they are not a member.
+NOT_A_MEMBER: dict[str, Any] = dict.fromkeys(MEMBERSHIP_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
