@@ -173,9 +173,7 @@ class Room:
         elif isinstance(event, RoomChange):
             await self._apply(event)
         elif isinstance(event, PresenceChange):
-            frame = presence_frame(event.user_id, event.status)
-            for member in self.members:
-                member.offer(frame)
+            self._send_all(presence_frame(event.user_id, event.status))
         elif event.kind == "typing":
             self._broadcast_typing(event)
         elif event.kind == "presence":

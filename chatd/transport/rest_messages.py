@@ -19,7 +19,7 @@ from chatd.errors import ValidationFailed
 from chatd.model import Message, MessageId, RoomId, UserId
 from chatd.service import Service
 from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
-from chatd.transport.rest_rooms import DEFAULT_PAGE, MAX_PAGE
+from chatd.transport.rest_rooms import DEFAULT_PAGE, MAX_PAGE, NO_CONTENT
 from chatd.transport.text import encodable, text_problem
 
 MAX_EMOJI_CHARS = 16
@@ -109,7 +109,7 @@ def message_routes(service: Service) -> Blueprint:
                 rid, message_id_param(message_id), me, any_author, datetime.now(UTC)
             )
         )
-        return "", 204
+        return NO_CONTENT
 
     async def react(room_id: int, message_id: int, emoji: str, add: bool) -> dict[str, Any]:
         me, rid = user(), room_id_param(room_id)
