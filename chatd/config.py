@@ -14,6 +14,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_SQLITE_FILE = "chatd.db"
+# What `serve --role` accepts besides "all" (which is all of them).
+ROLES = ("api", "ws", "notifications")
 _ORIGIN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s,]+")
 
 
@@ -101,6 +103,28 @@ class Settings:
     # Proxies in front that append the client's address to X-Forwarded-For (the
     # Kubernetes ingress: 1). 0: the client is the socket's peer.
     trusted_proxy_hops: int = 0
+    # What this process serves (docs/operations.md): "all", or a comma-separated set of
+    # "api" (REST), "ws" (WebSockets) and "notifications". Split roles share one service
+    # through Redis and the database, so anything but "all" needs CHATD_REDIS_URL.
+    role: str = "all"
+    # The event stream (chatd/events/): every committed change is an outbox row; the relay
+    # publishes rows to this broker ("amqp://user:pass@host:5672/vhost"). Empty: no broker,
+    # the rows are still numbered and kept, and consumers in this process read them there.
+    events_url: str = ""
+    events_exchange: str = "chatd.events"
+    events_retention_s: float = 7 * 24 * 3600.0  # published rows kept for replay this long
+    relay_batch_max: int = 500  # outbox rows per publish-and-mark transaction
+    relay_poll_s: float = 1.0  # how often the relay looks for rows other instances wrote
+    # OpenTelemetry (chatd/tracing/): off unless an OTLP/HTTP endpoint is set, here or in
+    # OTEL_EXPORTER_OTLP_ENDPOINT ("http://jaeger:4318").
+    otel_endpoint: str = ""
+    otel_service_name: str = "chatd"
+    # Admin API (chatd/admin/): how often each instance writes its statistics and live
+    # connections where the others read them (Redis), and how long a silent one counts.
+    instance_report_s: float = 5.0
+    # Names this instance on the bus, in its statistics and on its spans; empty: a random
+    # one per process (tests set it to run two instances in one process).
+    instance_id: str = ""
 
     def __post_init__(self) -> None:
         for entry in self.allowed_origins.split(","):
@@ -109,6 +133,24 @@ class Settings:
                     f"CHATD_ALLOWED_ORIGINS: {entry.strip()!r} is not an origin "
                     "like https://chat.example.com (scheme and host, no path)"
                 )
+
+        unknown = self.role_names - {"all", *ROLES}
+        if unknown or not self.role_names:
+            raise ConfigError(
+                f'CHATD_ROLE: {self.role!r} is not a set of roles: say "all" or some of '
+                + ", ".join(ROLES)
+            )
+
+    @property
+    def role_names(self) -> frozenset[str]:
+        """The roles asked for, as written ("all" stays "all")."""
+        return frozenset(part.strip() for part in self.role.split(",") if part.strip())
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles this process plays: "all" is every one of ROLES."""
+        names = self.role_names
+        return frozenset(ROLES) if "all" in names else names
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

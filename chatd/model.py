@@ -323,6 +323,22 @@ class PresenceChange:
 # Everything the bus carries to every instance's rooms.
 BusEvent = Message | Signal | RoomChange
 
+UserEventKind = Literal["notification", "disconnect"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    """Something for every live socket of one user, on whichever instance it is.
+
+    notification: `detail` is the frame's JSON text, sent as it is (chatd/notifications/).
+    disconnect: an admin ended the user's sessions (chatd/admin/); `detail` is the reason.
+    It is not a room event: the bus carries it on one channel every instance listens to.
+    """
+
+    user_id: UserId
+    kind: UserEventKind
+    detail: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class Draft:
@@ -332,6 +348,9 @@ class Draft:
     user_id: UserId
     text: str
     client_id: str | None
+    # W3C traceparent of the span that received it, when tracing is on (chatd/tracing/):
+    # the store writes it with the message's event, so the trace continues past the outbox.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ from chatd.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-# Names this process on the bus, so it can skip its own publications.
+# Names this process on the bus (so it can skip its own publications), unless the
+# settings name the instance (CHATD_INSTANCE_ID; tests run two in one process).
 INSTANCE_ID = secrets.token_hex(6)
 
 
@@ -49,20 +50,21 @@ class Service:
     draining: trio.Event
     limits: Limits
     reads: ReadMarks
+    instance_id: str
 
 
-def open_bus(settings: Settings, metrics: Metrics) -> tuple[Bus, PresenceBackend]:
+def open_bus(settings: Settings, metrics: Metrics, instance_id: str) -> tuple[Bus, PresenceBackend]:
     """Redis when configured (many instances as one service), else in-process."""
     if not settings.redis_url:
         return LocalBus(), LocalPresence()
     bus = RedisBus(
         settings.redis_url,
-        instance_id=INSTANCE_ID,
+        instance_id=instance_id,
         prefix=settings.redis_prefix,
         recent_size=settings.recent_cache_size,
         metrics=metrics,
     )
-    return bus, RedisPresence(settings.redis_prefix, INSTANCE_ID, lambda: bus.recent.client)
+    return bus, RedisPresence(settings.redis_prefix, instance_id, lambda: bus.recent.client)
 
 
 def presence_announcer(bus: Bus) -> Callable[[RoomId], None]:
@@ -98,7 +100,8 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
     )
     try:
         metrics = Metrics()
-        bus, presence_backend = open_bus(settings, metrics)
+        instance_id = settings.instance_id or INSTANCE_ID
+        bus, presence_backend = open_bus(settings, metrics, instance_id)
         presence = Presence(
             presence_backend,
             ttl_s=settings.presence_ttl_s,
@@ -154,6 +157,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 trio.Event(),
                 limits,
                 reads,
+                instance_id,
             )
             nursery.cancel_scope.cancel()
     finally:

@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint, Response
 
 from chatd.errors import ChatdError
-from chatd.service import INSTANCE_ID, Service
+from chatd.service import Service
 from chatd.transport.openapi import document
 
 READY_TIMEOUT_S = 2.0
@@ -19,7 +19,7 @@ def ops_routes(service: Service) -> Blueprint:
 
     @bp.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "instance": INSTANCE_ID}
+        return {"status": "ok", "instance": service.instance_id}
 
     @bp.get("/readyz")
     async def readyz() -> tuple[dict[str, Any], int]:
