@@ -6,18 +6,21 @@ methods and ChatdError subclasses (never a driver exception).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from chatd.errors import ChatdError
+from chatd.events.event import Event
 from chatd.model import (
     Appended,
+    AuditEntry,
     Draft,
     Invite,
     Membership,
     Message,
     MessageId,
+    Notification,
     Reaction,
     Role,
     Room,
@@ -28,6 +31,7 @@ from chatd.model import (
     UserId,
     Visibility,
 )
+from chatd.store.notifications import NotificationDraft
 
 
 class Store(Protocol):
@@ -85,12 +89,18 @@ class Store(Protocol):
         kind: RoomKind | None = None,
         joined: bool = False,
     ) -> list[tuple[Room, Membership | None]]: ...
+    # Each change below records its event (docs/events.md); `actor` is who made it.
     async def update_room(
-        self, room_id: RoomId, name: str | None, visibility: Visibility | None
+        self,
+        room_id: RoomId,
+        name: str | None,
+        visibility: Visibility | None,
+        *,
+        actor: UserId | None = None,
     ) -> Room: ...
-    async def delete_room(self, room_id: RoomId) -> None: ...
+    async def delete_room(self, room_id: RoomId, *, actor: UserId | None = None) -> None: ...
     async def open_dm(
-        self, user_ids: Sequence[UserId], now: datetime
+        self, user_ids: Sequence[UserId], now: datetime, *, actor: UserId | None = None
     ) -> tuple[Room, bool, list[UserId]]:
         """The one DM of exactly these people, created if need be: (room, created, who
         is back in it having left it)."""
@@ -98,16 +108,30 @@ class Store(Protocol):
     async def is_member(self, room_id: RoomId, user_id: UserId) -> bool: ...
     async def role_of(self, room_id: RoomId, user_id: UserId) -> Role | None: ...
     async def add_member(
-        self, room_id: RoomId, user_id: UserId, now: datetime, role: Role = "member"
+        self,
+        room_id: RoomId,
+        user_id: UserId,
+        now: datetime,
+        role: Role = "member",
+        *,
+        actor: UserId | None = None,
     ) -> bool:
-        """True if the user was not a member before."""
+        """True if the user was not a member before. `actor` None: they joined."""
 
-    async def remove_member(self, room_id: RoomId, user_id: UserId) -> bool: ...
+    async def remove_member(
+        self, room_id: RoomId, user_id: UserId, *, actor: UserId | None = None
+    ) -> bool:
+        """True if they were a member. `actor` None: they left."""
+
     async def members(self, room_id: RoomId) -> list[UserId]: ...
     async def member_list(self, room_id: RoomId) -> list[RoomMember]: ...
     async def member_count(self, room_id: RoomId) -> int: ...
-    async def set_role(self, room_id: RoomId, user_id: UserId, role: Role) -> RoomMember: ...
-    async def transfer_owner(self, room_id: RoomId, new_owner: UserId) -> Room: ...
+    async def set_role(
+        self, room_id: RoomId, user_id: UserId, role: Role, *, actor: UserId | None = None
+    ) -> RoomMember: ...
+    async def transfer_owner(
+        self, room_id: RoomId, new_owner: UserId, *, actor: UserId | None = None
+    ) -> Room: ...
     async def invite(
         self, room_id: RoomId, user_id: UserId, invited_by: UserId, now: datetime
     ) -> Invite: ...
@@ -162,6 +186,97 @@ class Store(Protocol):
         """Messages (not events, not tombstones) holding every term as a word or a word's
         start, in rooms the user may read (or only room_id), newest first, after the key
         `before` = (created_at ISO 8601, room_id, id) of the last one shown."""
+
+    # notifications and the stream's consumers (store/notifications.py)
+    async def claim_consumer(
+        self, name: str, holder: str, lease_s: float, now: datetime
+    ) -> int | None:
+        """Take or renew consumer `name`'s lease: its position, or None while another
+        holder's lease runs."""
+
+    async def release_consumer(self, name: str, holder: str) -> None: ...
+    async def consumer_position(self, name: str) -> int: ...
+    async def set_consumer_position(self, name: str, position: int) -> None: ...
+    async def record_notifications(
+        self,
+        consumer: str,
+        holder: str,
+        position: int,
+        drafts: Sequence[NotificationDraft],
+        lease_s: float,
+        now: datetime,
+    ) -> list[Notification]:
+        """The drafts not recorded before whose user may still read the room, and the
+        consumer's new position, in one transaction; LeaseLost if the lease is gone."""
+
+    async def notifications_for(
+        self, user_id: UserId, *, unread_only: bool, before: int | None, limit: int
+    ) -> list[Notification]: ...
+    async def unread_notifications(self, user_id: UserId) -> int: ...
+    async def mark_notifications_read(
+        self,
+        user_id: UserId,
+        *,
+        ids: Sequence[int] = (),
+        up_to: int | None = None,
+        now: datetime,
+    ) -> int:
+        """Mark the user's own notifications read; the unread count after."""
+
+    # administration (store/admin.py): each change writes its audit row in its transaction
+    async def is_admin(self, user_id: UserId) -> bool: ...
+    async def set_admin(self, user_id: UserId, admin: bool, audit: AuditEntry) -> bool:
+        """Grant or revoke; whether that changed anything. NotFound if no such user."""
+
+    async def make_admin(
+        self, email: str, password_hash: str | None, audit: AuditEntry
+    ) -> tuple[User, bool]:
+        """Promote the user with this email, creating them first if need be (and a
+        password hash is given): (user, created)."""
+
+    async def admin_disconnect(
+        self, user_id: UserId, revoke_sessions: bool, now: datetime, audit: AuditEntry
+    ) -> None:
+        """Audit a disconnect; revoke_sessions also cuts off every token issued before now."""
+
+    async def close_room(self, room_id: RoomId, now: datetime, audit: AuditEntry) -> Room: ...
+    async def reopen_room(self, room_id: RoomId, now: datetime, audit: AuditEntry) -> Room: ...
+    async def purge_room(
+        self, room_id: RoomId, now: datetime, audit: AuditEntry
+    ) -> tuple[int, int]:
+        """Delete the room's messages and events: (messages deleted, last id purged)."""
+
+    async def audit_log(self, before: int | None, limit: int) -> list[AuditEntry]: ...
+
+    # the event stream's outbox (store/outbox.py; the relay: chatd/events/relay.py)
+    def on_events_committed(self, hook: Callable[[], None] | None) -> None:
+        """Call `hook` in the event loop after each commit that wrote an event."""
+
+    async def publish_events(
+        self, publish: Callable[[list[Event]], None], limit: int, now: datetime
+    ) -> int:
+        """In one transaction: number the next `limit` unpublished events (ids go on from
+        the last with no hole), call the blocking `publish` with them, record the batch as
+        published. If `publish` raises, nothing is recorded and the next call numbers the
+        same events the same way. How many were published; 0 also while another relay is
+        at it."""
+
+    async def number_events(self, limit: int, now: datetime) -> tuple[int, int]:
+        """publish_events() with nowhere to publish (no broker): the events are numbered
+        without being read. (How many were numbered, the newest id then.)"""
+
+    async def events_after(self, after: int, limit: int) -> list[Event]:
+        """Published events with id > after, in id order (a consumer's replay)."""
+
+    async def last_event_id(self) -> int:
+        """The newest published event's id; 0 before the first."""
+
+    async def prune_events(self, published_before: datetime, limit: int = 10_000) -> int:
+        """Delete up to `limit` of the oldest events published before then (never the
+        newest); how many went."""
+
+    async def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """(events not yet published, when the oldest of them was written)."""
 
     # messages
     async def append(self, drafts: Sequence[Draft], now: datetime) -> list[Appended | ChatdError]:

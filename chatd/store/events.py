@@ -12,9 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from chatd.errors import Forbidden, MessageDeleted, NotFound, TooManyReactions
+from chatd.errors import Forbidden, MessageDeleted, NotFound, RoomClosed, TooManyReactions
+from chatd.events.event import MESSAGE_EVENTS
 from chatd.model import Message, MessageId, MessageKind, Reaction, RoomId, UserId
 from chatd.store.mentions import add_mentions, resolve_mentions
+from chatd.store.outbox import record_event
 from chatd.store.sqlbase import MESSAGE_COLUMNS, SqlBase, SqlCursor, format_ids
 
 MAX_EMOJI_PER_MESSAGE = 20
@@ -150,11 +152,14 @@ class EventsSql(SqlBase):
     def _lock_room(self, cur: SqlCursor, room_id: RoomId) -> tuple[int, int]:
         """(last_seq, message_count) of the room, its row locked: the next id is ours."""
         row = cur.one(
-            "SELECT last_seq, message_count FROM rooms WHERE id = ?" + self._dialect.for_update,
+            "SELECT last_seq, message_count, closed_at FROM rooms WHERE id = ?"
+            + self._dialect.for_update,
             (room_id,),
         )
         if row is None:
             raise NotFound(f"room {room_id} does not exist")
+        if row[2] is not None:
+            raise RoomClosed(f"room {room_id} is closed")
         return int(row[0]), int(row[1])
 
     def _target(
@@ -211,7 +216,7 @@ class EventsSql(SqlBase):
             params,
         )
         cur.execute("UPDATE rooms SET last_seq = ? WHERE id = ?", (seq, room_id))
-        return Message(
+        event = Message(
             id=MessageId(seq),
             room_id=room_id,
             user_id=user_id,
@@ -222,3 +227,13 @@ class EventsSql(SqlBase):
             mentions=mentions,
             count=count_of,
         )
+        # The stream's event is the sequence entry itself, as clients see it.
+        record_event(
+            cur,
+            MESSAGE_EVENTS[kind],
+            room_id=room_id,
+            actor_id=user_id,
+            data=event.to_json(),
+            now=now,
+        )
+        return event

@@ -9,10 +9,11 @@ forward.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from chatd.errors import AlreadyInvited, AlreadyMember, NotFound
+from chatd.events.event import EventType
 from chatd.model import (
     Invite,
     Membership,
@@ -27,6 +28,7 @@ from chatd.model import (
     handle_of,
 )
 from chatd.store.mentions import like_prefix
+from chatd.store.outbox import record_event
 from chatd.store.sqlbase import R_COLUMNS, ROOM_COLUMNS, SqlBase, SqlCursor
 
 # The caller's membership beside a room's columns: role, watermark, unread, mentions.
@@ -60,7 +62,9 @@ class RoomsSql(SqlBase):
                 " VALUES (?, ?, ?, 'owner')",
                 (row[0], owner_id, now),
             )
-            return self._room(row)
+            room = self._room(row)
+            _record_room(cur, "room.created", room, owner_id, now)
+            return room
 
         return await self._run(create)
 
@@ -137,7 +141,12 @@ class RoomsSql(SqlBase):
         return [self._room(row, members.get(row[0], ())) for row in rows]
 
     async def update_room(
-        self, room_id: RoomId, name: str | None, visibility: Visibility | None
+        self,
+        room_id: RoomId,
+        name: str | None,
+        visibility: Visibility | None,
+        *,
+        actor: UserId | None = None,
     ) -> Room:
         def update(cur: SqlCursor) -> Room:
             row = cur.one(
@@ -147,22 +156,31 @@ class RoomsSql(SqlBase):
             )
             if row is None:
                 raise NotFound(f"room {room_id} does not exist")
-            return self._room(row)
+            room = self._room(row)
+            _record_room(cur, "room.updated", room, actor, datetime.now(UTC))
+            return room
 
         return await self._run(update)
 
-    async def delete_room(self, room_id: RoomId) -> None:
+    async def delete_room(self, room_id: RoomId, *, actor: UserId | None = None) -> None:
         def delete(cur: SqlCursor) -> None:
+            row = cur.one(
+                f"SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?" + self._dialect.for_update,
+                (room_id,),
+            )
+            if row is None:
+                raise NotFound(f"room {room_id} does not exist")
+            room = self._with_members(cur, [row])[0]  # as it was, a DM with its members
             # Its messages first, in one statement (their reactions and mentions cascade).
             cur.execute("DELETE FROM messages WHERE room_id = ?", (room_id,))
             cur.execute("DELETE FROM room_members WHERE room_id = ?", (room_id,))
-            if cur.one("DELETE FROM rooms WHERE id = ? RETURNING id", (room_id,)) is None:
-                raise NotFound(f"room {room_id} does not exist")
+            cur.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
+            _record_room(cur, "room.deleted", room, actor, datetime.now(UTC))
 
         await self._run(delete)
 
     async def open_dm(
-        self, user_ids: Sequence[UserId], now: datetime
+        self, user_ids: Sequence[UserId], now: datetime, *, actor: UserId | None = None
     ) -> tuple[Room, bool, list[UserId]]:
         """The one DM of exactly these people, created if need be: (room, created, and
         who is back in it, having left it before).
@@ -185,12 +203,15 @@ class RoomsSql(SqlBase):
             if row is None:
                 row = cur.one(f"SELECT {ROOM_COLUMNS} FROM rooms WHERE dm_key = ?", (key,))
             # Whoever left a group DM is back in it when it is opened again.
-            added = [
-                person
-                for person in people
-                if _add_member(cur, RoomId(row[0]), person, now, "member")
-            ]
-            return self._with_members(cur, [row])[0], created, [] if created else added
+            room_id = RoomId(row[0])
+            added = [p for p in people if _add_member(cur, room_id, p, now, "member")]
+            room = self._with_members(cur, [row])[0]
+            if created:  # its members are in the event's member_ids
+                _record_room(cur, "room.created", room, actor, now)
+                return room, True, []
+            for person in added:
+                _record_member(cur, "joined", room_id, person, "member", actor, now)
+            return room, False, added
 
         return await self._run(open_)
 
@@ -210,22 +231,39 @@ class RoomsSql(SqlBase):
         return await self._run(find)
 
     async def add_member(
-        self, room_id: RoomId, user_id: UserId, now: datetime, role: Role = "member"
+        self,
+        room_id: RoomId,
+        user_id: UserId,
+        now: datetime,
+        role: Role = "member",
+        *,
+        actor: UserId | None = None,
     ) -> bool:
-        """True if the user was not a member before. A new member has read what came before."""
+        """True if the user was not a member before. A new member has read what came before.
+        `actor`: who added them (None: they joined)."""
 
         def add(cur: SqlCursor) -> bool:
-            return _add_member(cur, room_id, user_id, now, role)
+            if not _add_member(cur, room_id, user_id, now, role):
+                return False
+            _record_member(cur, "joined", room_id, user_id, role, actor, now)
+            return True
 
         return await self._run(add)
 
-    async def remove_member(self, room_id: RoomId, user_id: UserId) -> bool:
+    async def remove_member(
+        self, room_id: RoomId, user_id: UserId, *, actor: UserId | None = None
+    ) -> bool:
+        """True if they were a member. `actor`: who removed them (None: they left)."""
+
         def remove(cur: SqlCursor) -> bool:
             row = cur.one(
-                "DELETE FROM room_members WHERE room_id = ? AND user_id = ? RETURNING user_id",
+                "DELETE FROM room_members WHERE room_id = ? AND user_id = ? RETURNING role",
                 (room_id, user_id),
             )
-            return row is not None
+            if row is None:
+                return False
+            _record_member(cur, "left", room_id, user_id, row[0], actor, datetime.now(UTC))
+            return True
 
         return await self._run(remove)
 
@@ -258,7 +296,9 @@ class RoomsSql(SqlBase):
 
         return await self._run(count)
 
-    async def set_role(self, room_id: RoomId, user_id: UserId, role: Role) -> RoomMember:
+    async def set_role(
+        self, room_id: RoomId, user_id: UserId, role: Role, *, actor: UserId | None = None
+    ) -> RoomMember:
         """Make a member an admin or a member; NotFound if they are not one."""
 
         def update(cur: SqlCursor) -> RoomMember:
@@ -269,11 +309,21 @@ class RoomsSql(SqlBase):
             )
             if row is None:
                 raise NotFound(f"user {user_id} is not a member of room {room_id} (or owns it)")
+            record_event(
+                cur,
+                "member.role_changed",
+                room_id=room_id,
+                actor_id=actor,
+                data={"user_id": user_id, "role": role},
+                now=datetime.now(UTC),
+            )
             return self._member_row(cur, room_id, user_id)
 
         return await self._run(update)
 
-    async def transfer_owner(self, room_id: RoomId, new_owner: UserId) -> Room:
+    async def transfer_owner(
+        self, room_id: RoomId, new_owner: UserId, *, actor: UserId | None = None
+    ) -> Room:
         """Hand the room to a member; the old owner stays, as an admin."""
 
         def transfer(cur: SqlCursor) -> Room:
@@ -293,11 +343,21 @@ class RoomsSql(SqlBase):
                 "UPDATE room_members SET role = 'owner' WHERE room_id = ? AND user_id = ?",
                 (room_id, new_owner),
             )
+            before = cur.one("SELECT owner_id FROM rooms WHERE id = ?", (room_id,))
             row = cur.one(
                 "UPDATE rooms SET owner_id = ? WHERE id = ? RETURNING " + ROOM_COLUMNS,
                 (new_owner, room_id),
             )
-            return self._room(row)
+            room = self._room(row)
+            _record_room(
+                cur,
+                "room.updated",
+                room,
+                actor,
+                datetime.now(UTC),
+                previous_owner_id=None if before is None else before[0],
+            )
+            return room
 
         return await self._run(transfer)
 
@@ -377,12 +437,15 @@ class RoomsSql(SqlBase):
 
         def accept(cur: SqlCursor) -> bool:
             row = cur.one(
-                "DELETE FROM room_invites WHERE room_id = ? AND user_id = ? RETURNING room_id",
+                "DELETE FROM room_invites WHERE room_id = ? AND user_id = ? RETURNING invited_by",
                 (room_id, user_id),
             )
             if row is None:
                 return False
-            _add_member(cur, room_id, user_id, now, "member")
+            if _add_member(cur, room_id, user_id, now, "member"):
+                _record_member(
+                    cur, "joined", room_id, user_id, "member", None, now, invited_by=row[0]
+                )
             return True
 
         return await self._run(accept)
@@ -503,4 +566,46 @@ def _membership(row: Any) -> Membership | None:
         return None
     return Membership(
         role=role, last_read_id=int(last_read_id), unread=int(unread), mentions=int(mentions)
+    )
+
+
+def _record_room(
+    cur: SqlCursor,
+    type: EventType,
+    room: Room,
+    actor: UserId | None,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """A room's event: the room as clients see it (a DM with its member ids)."""
+    record_event(
+        cur, type, room_id=room.id, actor_id=actor, data={**room.to_json(), **extra}, now=now
+    )
+
+
+def _record_member(
+    cur: SqlCursor,
+    change: str,
+    room_id: RoomId,
+    user_id: UserId,
+    role: Role,
+    actor: UserId | None,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """member.joined/left when the user did it themselves (no actor, or the actor is
+    them), member.added/removed when someone else did; actor_id is who acted."""
+    own = actor is None or actor == user_id
+    type: EventType
+    if change == "joined":
+        type = "member.joined" if own else "member.added"
+    else:
+        type = "member.left" if own else "member.removed"
+    record_event(
+        cur,
+        type,
+        room_id=room_id,
+        actor_id=user_id if actor is None else actor,
+        data={"user_id": user_id, "role": role, **extra},
+        now=now,
     )

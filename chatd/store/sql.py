@@ -13,10 +13,13 @@ from typing import Any
 
 import trio
 
-from chatd.errors import ChatdError, NotFound, StoreUnavailable
+from chatd.errors import ChatdError, NotFound, RoomClosed, StoreUnavailable
 from chatd.model import Appended, Draft, Message, MessageId, RoomId, User, UserId
+from chatd.store.admin import AdminSql
 from chatd.store.events import EventsSql
 from chatd.store.mentions import add_mentions, resolve_mentions
+from chatd.store.notifications import NotificationsSql
+from chatd.store.outbox import OutboxSql, record_message_events
 from chatd.store.rooms import RoomsSql
 from chatd.store.search import SearchSql
 from chatd.store.sqlbase import M_COLUMNS, MESSAGE_COLUMNS, SqlCursor, format_ids
@@ -36,7 +39,7 @@ _INSERT_COLUMNS = (
 _INSERT_TYPES = ("bigint", "bigint", "bigint", "text", "text", "timestamptz", "bigint", "text")
 
 
-class SqlStore(RoomsSql, EventsSql, SearchSql):
+class SqlStore(RoomsSql, EventsSql, SearchSql, NotificationsSql, AdminSql, OutboxSql):
     async def ping(self, timeout_s: float) -> None:
         def probe() -> None:
             try:
@@ -167,11 +170,13 @@ class SqlStore(RoomsSql, EventsSql, SearchSql):
         self, cur: SqlCursor, drafts: Sequence[Draft], now: datetime
     ) -> list[Appended | ChatdError]:
         # A handful of statements per batch, whatever its size: lock the rooms,
-        # find the resends, insert, advance the counters and the senders' watermarks.
+        # find the resends, insert, advance the counters and the senders' watermarks,
+        # and write the fresh messages' events to the outbox.
         by_room: dict[RoomId, list[int]] = {}
         for index, draft in enumerate(drafts):
             by_room.setdefault(draft.room_id, []).append(index)
-        counters = self._lock_rooms(cur, sorted(by_room))
+        closed: set[RoomId] = set()
+        counters = self._lock_rooms(cur, sorted(by_room), closed)
         # A statement of its own, after the lock: under READ COMMITTED it sees what
         # another instance's writer committed to these rooms while we waited.
         stored = self._by_client_ids(
@@ -186,12 +191,18 @@ class SqlStore(RoomsSql, EventsSql, SearchSql):
         )
         outcomes: list[Appended | ChatdError | None] = [None] * len(drafts)
         rows: list[tuple[Any, ...]] = []
+        fresh: list[Message] = []
+        traceparents: list[str | None] = []
         advanced: list[tuple[RoomId, int, int]] = []
         read_up_to: dict[tuple[RoomId, UserId], tuple[int, int]] = {}
         mentioned: list[tuple[UserId, RoomId, int]] = []
         for room_id, indexes in by_room.items():
             if room_id not in counters:
-                gone = NotFound(f"room {room_id} no longer exists")
+                gone: ChatdError = (
+                    RoomClosed(f"room {room_id} is closed")
+                    if room_id in closed
+                    else NotFound(f"room {room_id} no longer exists")
+                )
                 for index in indexes:
                     outcomes[index] = gone
                 continue
@@ -223,6 +234,8 @@ class SqlStore(RoomsSql, EventsSql, SearchSql):
                     mentions=mentions,
                 )
                 outcomes[index] = Appended(message, fresh=True)
+                fresh.append(message)
+                traceparents.append(draft.traceparent)
                 rows.append(
                     (
                         seq,
@@ -263,22 +276,29 @@ class SqlStore(RoomsSql, EventsSql, SearchSql):
                 )
             if mentioned:
                 add_mentions(cur, mentioned)
+            record_message_events(cur, dialect, fresh, traceparents, now)
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _lock_rooms(self, cur: SqlCursor, room_ids: list[RoomId]) -> dict[RoomId, tuple[int, int]]:
-        """Each existing room's (last_seq, message_count), its row locked until the
-        transaction ends. Rooms are locked in id order so two instances' writers
-        cannot deadlock.
+    def _lock_rooms(
+        self, cur: SqlCursor, room_ids: list[RoomId], closed: set[RoomId]
+    ) -> dict[RoomId, tuple[int, int]]:
+        """Each existing open room's (last_seq, message_count), its row locked until the
+        transaction ends; closed rooms go into `closed`. Rooms are locked in id order so
+        two instances' writers cannot deadlock.
         """
         counters: dict[RoomId, tuple[int, int]] = {}
         lock = self._dialect.for_update
         for source, params in self._dialect.row_queries(("bigint",), [(r,) for r in room_ids]):
             rows = cur.all(
-                f"SELECT id, last_seq, message_count FROM rooms WHERE id IN ({source})"
+                f"SELECT id, last_seq, message_count, closed_at FROM rooms WHERE id IN ({source})"
                 " ORDER BY id" + lock,
                 params,
             )
-            counters.update((RoomId(row[0]), (int(row[1]), int(row[2]))) for row in rows)
+            for row in rows:
+                if row[3] is None:
+                    counters[RoomId(row[0])] = (int(row[1]), int(row[2]))
+                else:  # closed by an administrator: takes nothing new (the caller says so)
+                    closed.add(RoomId(row[0]))
         return counters
 
     def _by_client_ids(

@@ -19,12 +19,13 @@ import trio
 
 from chatd.errors import Conflict, StoreUnavailable
 from chatd.model import Message, MessageId, Room, RoomId, UserId
+from chatd.tracing import TRACE, store_span
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ROOM_COLUMNS = "id, name, visibility, owner_id, created_at, kind, last_seq"
+ROOM_COLUMNS = "id, name, visibility, owner_id, created_at, kind, last_seq, closed_at"
 MESSAGE_COLUMNS = (
     "seq, room_id, user_id, text, created_at, client_id,"
     " kind, target_id, edited_at, deleted, mentions, reaction_count"
@@ -38,6 +39,8 @@ class Cursor(Protocol):
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
 
 
 class Dialect(Protocol):
@@ -79,6 +82,14 @@ class SqlBase:
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self._sql_cache: dict[str, str] = {}
+        self._events_committed: Callable[[], None] | None = None
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+
+    def on_events_committed(self, hook: Callable[[], None] | None) -> None:
+        """Call `hook` in the event loop after each commit that wrote an event (the
+        relay's wake-up: chatd/events/relay.py). Set it from the event loop."""
+        self._trio_token = None if hook is None else trio.lowlevel.current_trio_token()
+        self._events_committed = hook
 
     # -- plumbing ---------------------------------------------------------
 
@@ -94,14 +105,26 @@ class SqlBase:
         dialect = self._dialect
         try:
             with dialect.transaction() as cur:
-                return fn(SqlCursor(cur, self._sql), *args)
+                sql_cur = SqlCursor(cur, self._sql)
+                result = fn(sql_cur, *args)
         except dialect.integrity_errors as exc:
             raise Conflict(_conflict_message(exc)) from exc
         except dialect.unavailable_errors as exc:
             log.warning("%s store unavailable: %s", dialect.name, exc)
             raise StoreUnavailable("the database is not answering; try again") from exc
+        hook, token = self._events_committed, self._trio_token
+        if sql_cur.recorded_events and hook is not None and token is not None:
+            token.run_sync_soon(hook)  # from this worker thread; never blocks
+        return result
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if TRACE.on:
+            # Current in the worker thread too (it runs in a copy of this context), so
+            # record_event() there fills the outbox row's traceparent from it.
+            with store_span(fn, self._dialect.name):
+                return await trio.to_thread.run_sync(
+                    self._in_transaction, fn, args, limiter=self._dialect.limiter
+                )
         return await trio.to_thread.run_sync(
             self._in_transaction, fn, args, limiter=self._dialect.limiter
         )
@@ -117,6 +140,7 @@ class SqlBase:
             kind=row[5],
             last_message_id=int(row[6]),
             member_ids=tuple(member_ids),
+            closed_at=None if row[7] is None else self._dialect.to_datetime(row[7]),
         )
 
     def _message(self, row: Any) -> Message:
@@ -144,6 +168,8 @@ class SqlCursor:
     def __init__(self, cur: Cursor, translate: Callable[[str], str]) -> None:
         self._cur = cur
         self._translate = translate
+        # Set by store/outbox.py's record_event(): this transaction wrote an event.
+        self.recorded_events = False
 
     @property
     def raw(self) -> Cursor:

@@ -60,7 +60,7 @@ def people_routes(service: Service) -> Blueprint:
         missing = set(others) - await store.existing_users(others)
         if missing:
             raise NotFound(f"no such user: {', '.join(map(str, sorted(missing)))}")
-        room, created, rejoined = await store.open_dm([me, *others], datetime.now(UTC))
+        room, created, rejoined = await store.open_dm([me, *others], datetime.now(UTC), actor=me)
         for person in rejoined:  # whoever had left this group DM is back in it
             bus.publish_nowait(RoomChange(room.id, "member_added", person, "member"))
         return await as_seen_by(room.id, me), 201 if created else 200

@@ -181,7 +181,7 @@ def room_routes(service: Service) -> Blueprint:
             raise ValidationFailed("nothing to change: send name and/or visibility")
         name = room_name(body["name"]) if "name" in body else None
         new_visibility = visibility(body["visibility"]) if "visibility" in body else None
-        await store.update_room(rid, name, new_visibility)
+        await store.update_room(rid, name, new_visibility, actor=me)
         # Committed, then told to every instance: there the room task sends the room as
         # it now is, and, if it turned members-only, closes the sockets of non-members.
         bus.publish_nowait(
@@ -191,9 +191,9 @@ def room_routes(service: Service) -> Blueprint:
 
     @bp.delete("/api/v1/rooms/<int:room_id>")
     async def delete_room(room_id: int) -> tuple[str, int]:
-        rid = room_id_param(room_id)
-        await owned_room(store, rid, user())
-        await store.delete_room(rid)
+        me, rid = user(), room_id_param(room_id)
+        await owned_room(store, rid, me)
+        await store.delete_room(rid, actor=me)
         bus.publish_nowait(RoomChange(rid, "deleted"))  # every instance closes its sockets (4404)
         return NO_CONTENT
 
@@ -233,7 +233,7 @@ def room_routes(service: Service) -> Blueprint:
             raise OwnerCannotLeave("hand the room to another member first, or delete it")
         if room.kind == "dm" and len(room.member_ids) <= 2:
             raise CannotLeaveDm("a DM between two people cannot be left")
-        if await store.remove_member(rid, me):
+        if await store.remove_member(rid, me, actor=me):
             bus.publish_nowait(RoomChange(rid, "member_removed", me, "left"))
 
     # -- members and roles ---------------------------------------------------------
@@ -253,10 +253,10 @@ def room_routes(service: Service) -> Blueprint:
 
     @bp.put("/api/v1/rooms/<int:room_id>/members/<int:user_id>")
     async def add_member(room_id: int, user_id: int) -> tuple[str, int]:
-        rid = room_id_param(room_id)
-        await managed_room(store, rid, user())
+        me, rid = user(), room_id_param(room_id)
+        await managed_room(store, rid, me)
         target = await existing_user(user_id_param(user_id))
-        if await store.add_member(rid, target, datetime.now(UTC)):
+        if await store.add_member(rid, target, datetime.now(UTC), actor=me):
             await store.withdraw_invite(rid, target)  # an invitation is moot now
             bus.publish_nowait(RoomChange(rid, "member_added", target, "member"))
         return NO_CONTENT
@@ -277,7 +277,7 @@ def room_routes(service: Service) -> Blueprint:
             raise NotFound(f"user {target} is not a member of room {rid}")
         if not may_remove(actor, role):
             raise Forbidden(f"an {actor} may not remove the room's {role}")
-        if await store.remove_member(rid, target):
+        if await store.remove_member(rid, target, actor=me):
             # Every instance closes the user's sockets if the room is members-only (4403).
             bus.publish_nowait(RoomChange(rid, "member_removed", target, "removed"))
         return NO_CONTENT
@@ -293,7 +293,7 @@ def room_routes(service: Service) -> Blueprint:
                                    "POST /rooms/{id}/owner)")  # fmt: skip
         if target == me:
             raise ValidationFailed("the owner's role changes only by handing the room over")
-        member = await store.set_role(rid, target, role)
+        member = await store.set_role(rid, target, role, actor=me)
         bus.publish_nowait(RoomChange(rid, "role_changed", target, role))
         return member.to_json()
 
@@ -305,7 +305,7 @@ def room_routes(service: Service) -> Blueprint:
         await owned_room(store, rid, me)
         if new_owner == me:
             return await as_seen_by(rid, me)
-        await store.transfer_owner(rid, new_owner)
+        await store.transfer_owner(rid, new_owner, actor=me)
         bus.publish_nowait(RoomChange(rid, "role_changed", new_owner, "owner"))
         bus.publish_nowait(RoomChange(rid, "role_changed", me, "admin"))
         bus.publish_nowait(RoomChange(rid, "room_updated"))
