@@ -17,6 +17,7 @@ from chatd.store import Store, open_store
 from chatd.store.migrate import apply_migrations
 from tests.helpers import Api
 from tests.pgserver import PgServer, missing_binaries_reason
+from tests.rabbitserver import RabbitServer, missing_rabbitmq_reason
 from tests.redisserver import RedisServer, missing_redis_reason
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -93,6 +94,44 @@ def redis() -> Iterator[RedisServer]:
         skip_or_fail(f"tests of the Redis bus need Redis: {reason}")
     server = RedisServer()
     server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+_vhosts = itertools.count(1)
+
+
+def _new_rabbit() -> RabbitServer:
+    reason = missing_rabbitmq_reason()
+    if reason:
+        skip_or_fail(f"tests of the event stream's broker need RabbitMQ: {reason}")
+    server = RabbitServer()
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def rabbit_server() -> Iterator[RabbitServer]:
+    """A throwaway RabbitMQ (never the machine's own on 5672) for the whole session."""
+    server = _new_rabbit()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def events_url(rabbit_server: RabbitServer) -> str:
+    """amqp:// URL of a vhost of this test's own on the session's broker."""
+    return rabbit_server.add_vhost(f"chatd-test-{next(_vhosts)}")
+
+
+@pytest.fixture
+def rabbit() -> Iterator[RabbitServer]:
+    """A RabbitMQ for this test alone, which it may stop, kill and restart."""
+    server = _new_rabbit()
     try:
         yield server
     finally:
