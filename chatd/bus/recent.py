@@ -17,6 +17,7 @@ import trio
 from coredis.exceptions import RedisError
 
 from chatd.model import Message, RoomId
+from chatd.tracing import traced_redis
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class RecentCache:
         for message_id in message_ids:
             pipe.zremrangebyscore(key, message_id, message_id)
 
+    @traced_redis("recent.read", "ZRANGEBYSCORE")
     async def between(self, room_id: RoomId, after: int, until: int) -> list[Message] | None:
         """Every message with after < id <= until, oldest first, or None if not all cached."""
         if until <= after:

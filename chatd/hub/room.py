@@ -20,21 +20,33 @@ from collections.abc import Callable
 
 import trio
 
-from chatd.closecodes import REMOVED_FROM_ROOM, ROOM_FAILED, ROOM_GONE
+from chatd.closecodes import REMOVED_FROM_ROOM, ROOM_CLOSED, ROOM_FAILED, ROOM_GONE
 from chatd.errors import NotFound, StoreUnavailable
 from chatd.hub.frames import (
     Outgoing,
     member_frame,
     message_frame,
     presence_frame,
+    purged_frame,
     read_frame,
     room_frame,
     typing_frame,
 )
 from chatd.hub.member import Member
 from chatd.metrics import Metrics
-from chatd.model import BusEvent, Message, PresenceChange, RoomChange, RoomId, Signal, UserId
+from chatd.model import (
+    BusEvent,
+    Message,
+    PresenceChange,
+    RoomChange,
+    RoomId,
+    Signal,
+    TracedMessage,
+    UserId,
+)
 from chatd.store import Store
+from chatd.tracing import TRACE, untraced
+from chatd.tracing.messages import record_delivery
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +84,18 @@ class Room:
         # stay is read from the store once the inbox drains.
         self._recheck_needed = False
         self._gone = False  # deleted: every member was closed with 4404
+        self._closed = False  # closed by an administrator: every member closed with 4423
         self._last_typing: dict[UserId, float] = {}
 
     @property
     def gone(self) -> bool:
         """The room was deleted: its members are closed, and so is anyone who joins late."""
         return self._gone
+
+    @property
+    def closed(self) -> bool:
+        """An administrator closed the room: anyone who joins late is closed too."""
+        return self._closed
 
     @property
     def last_id(self) -> int:
@@ -114,6 +132,7 @@ class Room:
             # A failure here is the joiner's to see (the room may not exist).
             self._last_id = await self._store.last_message_id(self.room_id)
             task_status.started()
+            untraced()  # the joiner's handshake started this task; it ends long before it
             restart_s = RESTART_FIRST_S
             while True:
                 try:
@@ -187,6 +206,12 @@ class Room:
         kind, user_id = change.kind, change.user_id
         if kind == "deleted":
             self._room_deleted()  # final: a deleted room's id is never used again
+        elif kind == "closed":
+            self._room_closed()
+        elif kind == "reopened":
+            self._closed = False
+        elif kind == "purged" and isinstance(change.detail, int):
+            self._send_all(purged_frame(self.room_id, change.detail))
         elif kind == "read" and user_id is not None and isinstance(change.detail, int):
             self._send_all(read_frame(self.room_id, user_id, change.detail))
         elif kind in ("member_added", "role_changed") and user_id is not None:
@@ -214,6 +239,10 @@ class Room:
             if room is None:
                 self._room_deleted()
                 return
+            if room.closed_at is not None:  # a closing this instance did not hear of
+                self._room_closed()
+                return
+            self._closed = False
             if announce:
                 self._send_all(room_frame(room))
             if not room.members_only:
@@ -233,6 +262,17 @@ class Room:
         for member in self.members:
             if member.user_id in users:
                 member.kick(REMOVED_FROM_ROOM, "removed from the room")
+
+    def _room_closed(self) -> None:
+        if not self._closed:
+            log.info(
+                "room %s: closed by an administrator; closing %d local connections",
+                self.room_id,
+                len(self.members),
+            )
+        self._closed = True
+        for member in self.members:
+            member.kick(ROOM_CLOSED, "room closed by an administrator")
 
     def _room_deleted(self) -> None:
         if not self._gone:
@@ -285,10 +325,13 @@ class Room:
             member.kick(ROOM_FAILED, "temporary failure")
 
     def _broadcast(self, message: Message) -> None:
+        traced_from = time.time_ns() if TRACE.on and isinstance(message, TracedMessage) else 0
         frame = message_frame(message)  # encoded once for every member
         delivered = 0
         for member in self.members:
             delivered += member.offer(frame)
+        if traced_from:
+            record_delivery(message, delivered, traced_from)
         self._metrics.messages_delivered.inc(delivered)
         # created_at is stamped just before the commit; wall clock, as other
         # instances commit too (their clock skew shows here).

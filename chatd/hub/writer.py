@@ -18,6 +18,8 @@ from chatd.hub.member import Member
 from chatd.metrics import Metrics
 from chatd.model import Draft, RoomChange
 from chatd.store import Store
+from chatd.tracing import TRACE
+from chatd.tracing.messages import CommitSpans
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +91,33 @@ class Writer:
             await self._persist(batch)
 
     async def _persist(self, batch: list[Pending]) -> None:
+        if TRACE.on:
+            traced = CommitSpans([draft for draft, _ in batch])
+            try:
+                with traced.batch():
+                    await self._persist_drafts(batch, traced.drafts, traced)
+            finally:
+                traced.end()
+        else:
+            await self._persist_drafts(batch, [draft for draft, _ in batch], None)
+
+    async def _persist_drafts(
+        self, batch: list[Pending], drafts: list[Draft], traced: CommitSpans | None
+    ) -> None:
         started = trio.current_time()
         try:
-            outcomes = await self._store.append([draft for draft, _ in batch], datetime.now(UTC))
+            outcomes = await self._store.append(drafts, datetime.now(UTC))
         except ChatdError as exc:
             # Nothing was committed and nothing acknowledged: each sender is told to retry.
             for draft, sender in batch:
                 sender.offer(_send_failed(exc, draft))
+            if traced is not None:
+                traced.failed(exc.code)
             return
         self._metrics.persist_batch_duration.observe(trio.current_time() - started)
         self._metrics.persist_batch_size.observe(len(batch))
+        if traced is not None:
+            outcomes = traced.outcomes(outcomes)  # messages carrying their traceparents
         fresh = 0
         for (draft, sender), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, NotFound):

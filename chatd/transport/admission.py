@@ -15,6 +15,7 @@ from chatd.errors import TokenRevoked, Unauthorized
 from chatd.model import UserId
 from chatd.ratelimit.client import client_address
 from chatd.service import Service
+from chatd.tracing import TRACE, annotate
 from chatd.transport.http import bearer_token
 
 API = "/api/"
@@ -38,6 +39,8 @@ def add_admission(app: Quart, service: Service) -> None:
                 raise
         except Unauthorized:
             pass  # the handler refuses it if it needs a user; here it only picks the limit
+        if user_id is not None and TRACE.on:
+            annotate({"user.id": user_id})
         forwarded_for = request.headers.get("X-Forwarded-For")
         address = client_address(forwarded_for, request.remote_addr, settings.trusted_proxy_hops)
         await limits.request(user_id, address)

@@ -18,6 +18,7 @@ from chatd.auth.access import MANAGERS, member_room, readable_room
 from chatd.errors import ValidationFailed
 from chatd.model import Message, MessageId, RoomId, UserId
 from chatd.service import Service
+from chatd.tracing.messages import in_current_trace
 from chatd.transport.http import MAX_DB_ID, authenticate, json_object, query_int, room_id_param
 from chatd.transport.rest_rooms import DEFAULT_PAGE, MAX_PAGE, NO_CONTENT
 from chatd.transport.text import encodable, text_problem
@@ -59,7 +60,8 @@ def message_routes(service: Service) -> Blueprint:
 
     def publish(event: Message | None) -> None:
         if event is not None:
-            bus.publish_nowait(event)  # committed: every instance's room delivers it in order
+            # Committed: every instance's room delivers it in order (in this request's trace).
+            bus.publish_nowait(in_current_trace(event))
 
     @bp.get("/api/v1/rooms/<int:room_id>/messages")
     async def history(room_id: int) -> dict[str, Any]:
