@@ -39,6 +39,8 @@ SLOW_CONSUMER = 1013
 SESSION_ENDED = 4401
 REMOVED_FROM_ROOM = 4403
 ROOM_GONE = 4404
+DISCONNECTED_BY_ADMIN = 4408
+ROOM_CLOSED = 4423
 
 TABLE: tuple[CloseCode, ...] = (
     CloseCode(NORMAL, "normal", "resume", "The connection was closed."),
@@ -58,10 +60,18 @@ TABLE: tuple[CloseCode, ...] = (
         SESSION_ENDED,
         "session_ended",
         "stop",
-        "You were signed out because your password changed: log in again.",
+        "You were signed out (your password changed, or an administrator ended your"
+        " sessions): log in again.",
     ),
     CloseCode(REMOVED_FROM_ROOM, "removed", "stop", "You were removed from this room."),
     CloseCode(ROOM_GONE, "room_gone", "stop", "This room was deleted."),
+    CloseCode(
+        DISCONNECTED_BY_ADMIN,
+        "disconnected",
+        "stop",
+        "An administrator disconnected you.",
+    ),
+    CloseCode(ROOM_CLOSED, "room_closed", "stop", "An administrator closed this room."),
 )
 BY_CODE = {entry.code: entry for entry in TABLE}
 

@@ -109,3 +109,10 @@ class MessageDeleted(Conflict):
 
 class TooManyReactions(Conflict):
     code = "too_many_reactions"
+
+
+class RoomClosed(ChatdError):
+    """An administrator closed the room: no new connections, no new messages or events;
+    its history stays readable (docs/admin.md)."""
+
+    code, status = "room_closed", 423

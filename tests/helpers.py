@@ -12,11 +12,17 @@ from typing import Any
 
 import httpx
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    open_websocket_url,
+    wrap_client_stream,
+)
 
 PASSWORD = "correct horse battery"
-# Frames a test of messages passes over: news about people and the room, not the sequence.
-ADVISORY = {"presence", "typing", "member", "read", "room"}
+# Frames a test of messages passes over: news about people and the room, not the sequence
+# (a notification: a mention of this user, pushed by the notifications role).
+ADVISORY = {"presence", "typing", "member", "read", "room", "notification"}
 _emails = itertools.count(1)
 
 
@@ -192,3 +198,13 @@ class Socket:
         frame = await self.next_frame()
         assert frame["type"] == "error", frame
         return frame["payload"]  # type: ignore[no-any-return]
+
+
+async def closed_with(ws: Socket, timeout_s: float = 10) -> int:
+    """Read on until the server closes the socket; its close code."""
+    with trio.fail_after(timeout_s):
+        try:
+            while True:
+                await ws.ws.get_message()
+        except ConnectionClosed as closed:
+            return closed.reason.code

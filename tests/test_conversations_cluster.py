@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
 
 from chatd.closecodes import REMOVED_FROM_ROOM
-from tests.helpers import Account, Socket
+from tests.helpers import Account, closed_with
 from tests.processes import Cluster, Instance, login_on, two_instances_one_room
 from tests.redisserver import RedisServer
 from tests.transport.test_dms import assert_one_dm, both_sides, open_dm_at_once
@@ -23,16 +22,6 @@ PARTY = "\N{PARTY POPPER}"
 @pytest.fixture
 async def cluster(nursery: trio.Nursery, postgres_database: str, redis: RedisServer) -> Cluster:
     return Cluster(nursery, postgres_database, redis.url)
-
-
-async def closed_with(ws: Socket, timeout_s: float = 10) -> int:
-    """Read on until the server closes the socket; its close code."""
-    with trio.fail_after(timeout_s):
-        try:
-            while True:
-                await ws.ws.get_message()
-        except ConnectionClosed as closed:
-            return closed.reason.code
 
 
 def ok(reply: Any, status: int = 200) -> Any:

@@ -7,13 +7,12 @@ from collections import Counter
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
 
 from chatd.bench.client import WebSocket
 from chatd.bench.procs import raise_file_limit
 from chatd.closecodes import REMOVED_FROM_ROOM, ROOM_GONE
 from tests.crowd import Crowd, try_connect, ws_path
-from tests.helpers import Socket
+from tests.helpers import closed_with
 from tests.processes import CRASHED, Cluster, login_on, two_instances_one_room, wait_for_redis
 from tests.redisserver import RedisServer
 
@@ -82,16 +81,6 @@ async def test_a_thousand_sockets_opening_at_once_all_open_while_rest_still_answ
             assert peer.ids == list(range(1, per_room + 1))
             assert f"p{index}" in {m["client_id"] for m in peer.messages}  # its own, too
             assert not peer.errors and peer.closed is None
-
-
-async def closed_with(ws: Socket, timeout_s: float = 10) -> int:
-    """Read on until the server closes the socket; its close code."""
-    with trio.fail_after(timeout_s):
-        try:
-            while True:
-                await ws.ws.get_message()
-        except ConnectionClosed as closed:
-            return closed.reason.code
 
 
 async def test_a_room_deleted_through_one_instance_closes_its_sockets_on_another(

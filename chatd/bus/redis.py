@@ -26,7 +26,7 @@ import trio
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 
-from chatd.bus.base import NOT_RUNNING, Sink
+from chatd.bus.base import NOT_RUNNING, Sink, UserSink, ignore_user_events
 from chatd.bus.recent import RecentCache
 from chatd.metrics import Metrics
 from chatd.model import (
@@ -37,11 +37,17 @@ from chatd.model import (
     RoomChange,
     RoomId,
     Signal,
+    TracedMessage,
+    UserEvent,
+    UserEventKind,
     UserId,
 )
+from chatd.tracing import TRACE
+from chatd.tracing.messages import PublishSpans
 
 log = logging.getLogger(__name__)
 
+USER_EVENT_KINDS = frozenset({"notification", "disconnect"})
 # Events that change what their message's cached copy says.
 STALES = frozenset({"edited", "deleted"})
 
@@ -70,6 +76,14 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _traced(message: Message, traceparent: object) -> Message:
+    """The message with the traceparent the wire carried beside it, if that is text
+    (chatd/tracing/ checks the rest)."""
+    if not isinstance(traceparent, str):
+        return message
+    return TracedMessage.of(message, traceparent)
+
+
 def backoff_s(attempt: int, cap_s: float) -> float:
     """Capped exponential backoff with full jitter: 0.1 s, 0.2 s, ... up to cap_s."""
     return random.uniform(0, min(cap_s, 0.1 * 2 ** min(attempt, 20)))
@@ -89,6 +103,7 @@ class RedisBus:
     ) -> None:
         self._url = url
         self._sink = NOT_RUNNING
+        self._user_sink: UserSink = ignore_user_events
         self._resync: Callable[[], None] = lambda: None
         self._instance = instance_id
         # Our publications start with this (see _encode_messages and _encode_event).
@@ -96,7 +111,9 @@ class RedisBus:
         self._prefix = prefix
         self._backoff_cap_s = backoff_cap_s
         self.recent = RecentCache(prefix, recent_size)
-        self._queue_send, self._queue_recv = trio.open_memory_channel[BusEvent](queue_size)
+        self._queue_send, self._queue_recv = trio.open_memory_channel[BusEvent | UserEvent](
+            queue_size
+        )
         self._wanted: set[RoomId] = set()
         self._changed = trio.Event()
         self._subscribed: dict[RoomId, trio.Event] = {}
@@ -112,10 +129,11 @@ class RedisBus:
         self,
         sink: Sink,
         resync: Callable[[], None],
+        user_sink: UserSink = ignore_user_events,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self._sink, self._resync = sink, resync
+        self._sink, self._resync, self._user_sink = sink, resync, user_sink
         async with self._client() as client, trio.open_nursery() as nursery:
             self.recent.client = client
             nursery.start_soon(self._publish_loop, client)
@@ -134,6 +152,15 @@ class RedisBus:
                 self._dropped_rooms.add(event.room_id)
             else:
                 self._dropped_all = True
+
+    def publish_user_nowait(self, event: UserEvent) -> None:
+        self._user_sink(event)  # this instance's sockets first, whatever Redis is doing
+        try:
+            self._queue_send.send_nowait(event)
+        except trio.WouldBlock:
+            # Redis has been away for a while: like typing, a user event is not kept.
+            log.warning("bus: Redis is behind; a %s for user %s reached this instance only",
+                        event.kind, event.user_id)  # fmt: skip
 
     async def subscribe(self, room_id: RoomId) -> None:
         self._wanted.add(room_id)
@@ -161,6 +188,29 @@ class RedisBus:
     def _resync_channel(self) -> str:
         return f"{self._prefix}resync"
 
+    @property
+    def _users_channel(self) -> str:
+        """User events (UserEvent): one channel, every instance listens while it runs."""
+        return f"{self._prefix}users"
+
+    def _encode_user_event(self, event: UserEvent) -> str:
+        body: dict[str, object] = {"o": self._instance, "u": event.user_id, "k": event.kind}
+        if event.detail is not None:
+            body["d"] = event.detail
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    def _decode_user_event(self, raw: str) -> UserEvent | None:
+        if raw.startswith(self._own_prefix):
+            return None  # ours, delivered here when published
+        body = json.loads(raw)
+        detail = body.get("d")
+        if body["k"] not in USER_EVENT_KINDS:
+            raise ValueError(f"unknown user event {body['k']!r}")
+        if detail is not None and not isinstance(detail, str):
+            raise ValueError("bad user event detail")
+        kind: UserEventKind = "notification" if body["k"] == "notification" else "disconnect"
+        return UserEvent(UserId(int(body["u"])), kind, detail)
+
     def _encode_event(self, event: Signal | RoomChange) -> str:
         # A signal travels as "s", a room change as "c": each names its kind.
         body: dict[str, object] = {"o": self._instance, "r": event.room_id, "u": event.user_id}
@@ -172,12 +222,21 @@ class RedisBus:
                 body["d"] = event.detail
         return json.dumps(body, separators=(",", ":"))
 
-    def _encode_messages(self, messages_json: list[str]) -> str:
+    def _encode_messages(
+        self, messages_json: list[str], traceparents: list[str | None] | None = None
+    ) -> str:
         # Each message's JSON is made once (recent.encode) and spliced in, not re-encoded.
         # One message travels as "m" (what instances before batching read), several as "ms".
+        # Traced ones carry their publish spans' traceparents beside them: "tp" for one,
+        # "tps" (in the order of "ms", null for any not traced) for several.
         origin = json.dumps(self._instance)
         if len(messages_json) == 1:
+            if traceparents:
+                return f'{{"o":{origin},"m":{messages_json[0]},"tp":{json.dumps(traceparents[0])}}}'
             return f'{{"o":{origin},"m":{messages_json[0]}}}'
+        if traceparents:
+            tps = json.dumps(traceparents)
+            return f'{{"o":{origin},"ms":[{",".join(messages_json)}],"tps":{tps}}}'
         return f'{{"o":{origin},"ms":[{",".join(messages_json)}]}}'
 
     def _decode(self, raw: str) -> list[BusEvent]:
@@ -187,8 +246,15 @@ class RedisBus:
         if body.get("o") == self._instance:
             return []
         if "m" in body:
+            if "tp" in body:
+                return [_traced(Message.from_json(body["m"]), body["tp"])]
             return [Message.from_json(body["m"])]
         if "ms" in body:
+            if "tps" in body:
+                return [
+                    _traced(Message.from_json(message), traceparent)
+                    for message, traceparent in zip(body["ms"], body["tps"], strict=True)
+                ]
             return [Message.from_json(message) for message in body["ms"]]
         user = body.get("u")
         room_id, user_id = RoomId(int(body["r"])), None if user is None else UserId(int(user))
@@ -229,7 +295,11 @@ class RedisBus:
                 ):
                     await client.ping()
                     rooms = set(self._wanted)
-                    await pubsub.subscribe(self._resync_channel, *(self.channel(r) for r in rooms))
+                    await pubsub.subscribe(
+                        self._resync_channel,
+                        self._users_channel,
+                        *(self.channel(r) for r in rooms),
+                    )
                     self._mark_subscribed(rooms)
                     self._set_connected()
                     attempt = 0
@@ -268,9 +338,19 @@ class RedisBus:
                 done.set()
 
     def _deliver(self, raw: Any) -> None:
-        if raw.get("channel") == self._resync_channel:
+        channel = raw.get("channel")
+        if channel == self._resync_channel:
             if raw.get("data") != self._instance:
                 self._resync()  # another instance dropped publications
+            return
+        if channel == self._users_channel:
+            try:
+                user_event = self._decode_user_event(raw["data"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("bus: ignoring a malformed user event")
+                return
+            if user_event is not None:
+                self._user_sink(user_event)
             return
         try:
             events = self._decode(raw["data"])
@@ -301,7 +381,20 @@ class RedisBus:
                 await trio.sleep(backoff_s(attempt, self._backoff_cap_s))
             await self._announce_dropped(client)
 
-    async def _send(self, client: coredis.Redis[str], batch: list[BusEvent]) -> None:
+    async def _send(self, client: coredis.Redis[str], batch: list[BusEvent | UserEvent]) -> None:
+        if TRACE.on:  # each traced message's publish span; its traceparent goes along
+            traced = PublishSpans(batch, self.channel)
+            with traced.sending():
+                await self._send_batch(client, batch, traced)
+        else:
+            await self._send_batch(client, batch, None)
+
+    async def _send_batch(
+        self,
+        client: coredis.Redis[str],
+        batch: list[BusEvent | UserEvent],
+        traced: PublishSpans | None,
+    ) -> None:
         started = trio.current_time()
         # A room's messages of one batch go as one cache write and one publication:
         # four commands per room per batch, not four per message. Any other event of
@@ -313,14 +406,22 @@ class RedisBus:
                 if isinstance(event, Message):
                     messages.setdefault(event.room_id, []).append(event)
                     continue
+                if isinstance(event, UserEvent):  # no room: no order to keep with one
+                    pipe.publish(self._users_channel, self._encode_user_event(event))
+                    continue
                 if (before := messages.pop(event.room_id, None)) is not None:
-                    self._publish_messages(pipe, event.room_id, before)
+                    self._publish_messages(pipe, event.room_id, before, traced)
+                if isinstance(event, RoomChange) and event.kind == "purged":
+                    # The cached copies of purged messages must not be replayed.
+                    pipe.delete([self.recent.key(event.room_id)])
                 pipe.publish(self.channel(event.room_id), self._encode_event(event))
             for room_id, room_messages in messages.items():
-                self._publish_messages(pipe, room_id, room_messages)
+                self._publish_messages(pipe, room_id, room_messages, traced)
         self._metrics.bus_publish_duration.observe(trio.current_time() - started)
 
-    def _publish_messages(self, pipe: Any, room_id: RoomId, messages: list[Message]) -> None:
+    def _publish_messages(
+        self, pipe: Any, room_id: RoomId, messages: list[Message], traced: PublishSpans | None
+    ) -> None:
         encoded = [self.recent.encode(message) for message in messages]
         self.recent.add(pipe, room_id, messages, encoded)  # cached, then announced
         # An edited or deleted message's cached copy is out of date: without it, a read
@@ -328,7 +429,8 @@ class RedisBus:
         self.recent.forget(
             pipe, room_id, [m.target_id for m in messages if m.kind in STALES and m.target_id]
         )
-        pipe.publish(self.channel(room_id), self._encode_messages(encoded))
+        traceparents = None if traced is None else traced.traceparents(messages)
+        pipe.publish(self.channel(room_id), self._encode_messages(encoded, traceparents))
 
     async def _announce_dropped(self, client: coredis.Redis[str]) -> None:
         if not (self._dropped_rooms or self._dropped_all):

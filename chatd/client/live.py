@@ -154,6 +154,13 @@ class RoomChanged:
     room: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """Not sequenced: an administrator deleted the room's messages up to `up_to`."""
+
+    up_to: int
+
+
 Event = (
     Connected
     | Disconnected
@@ -167,6 +174,7 @@ Event = (
     | Reacted
     | MemberChanged
     | RoomChanged
+    | Purged
 )
 # Sequenced events besides messages: each takes the room's next id, and ?since= replays them.
 _SEQUENCED = frozenset({"message_edited", "message_deleted", "reaction"})
@@ -323,6 +331,8 @@ class LiveRoom:
             await self._events_send.send(change)
         elif kind == "room":
             await self._events_send.send(RoomChanged(payload))
+        elif kind == "room_purged":
+            await self._events_send.send(Purged(int(payload["up_to"])))
         elif kind == "message":
             message = ChatMessage.from_json(payload)
             is_new = self.last_id is None or message.id > self.last_id

@@ -17,6 +17,7 @@ from chatd.client.live import (
     Disconnected,
     Edited,
     MemberChanged,
+    Purged,
     Reacted,
     Received,
     RoomChanged,
@@ -299,6 +300,8 @@ async def chat(
                 note(member_note(event))
             elif isinstance(event, RoomChanged):
                 note(room_note(event))
+            elif isinstance(event, Purged):  # what is on screen stays: say it is gone
+                note(f"an administrator deleted this room's messages up to id {event.up_to}")
             elif isinstance(event, Connected):
                 if connected_before:
                     note("reconnected")

@@ -106,6 +106,11 @@ def room_frame(room: Room) -> Outgoing:
     return Outgoing(_encode("room", room.to_json()))
 
 
+def purged_frame(room_id: int, up_to: int) -> Outgoing:
+    """An administrator deleted the room's messages up to this id: clients drop them."""
+    return Outgoing(_encode("room_purged", {"room_id": room_id, "up_to": up_to}))
+
+
 def error_frame(code: str, text: str, **extra: Any) -> Outgoing:
     return Outgoing(_encode("error", {"code": code, "message": text, **extra}))
 

@@ -7,12 +7,13 @@ import logging
 import trio
 
 from chatd.bus.base import Bus
-from chatd.closecodes import ROOM_GONE, SESSION_ENDED
+from chatd.closecodes import DISCONNECTED_BY_ADMIN, ROOM_CLOSED, ROOM_GONE, SESSION_ENDED
+from chatd.hub.frames import Outgoing
 from chatd.hub.member import Member
 from chatd.hub.presence import Presence
 from chatd.hub.room import Room
 from chatd.metrics import Metrics
-from chatd.model import BusEvent, PresenceChange, RoomId, Signal, UserId
+from chatd.model import BusEvent, PresenceChange, RoomId, Signal, UserEvent, UserId
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ class Hub:
         self._metrics = metrics
         self._room_inbox_size = room_inbox_size
         self._rooms: dict[RoomId, Room] = {}
+        # Each user's local connections, for what concerns a user wherever they are (user
+        # events, ended sessions): one entry per connected user, kept up in join and leave,
+        # rather than a scan of every connection per event (notifications are frequent).
+        self._by_user: dict[UserId, list[Member]] = {}
         self._started = trio.Event()
         self._nursery: trio.Nursery | None = None  # the room tasks' owner, while running
         self._emptied = trio.Event()
@@ -73,11 +78,25 @@ class Hub:
             )
 
     def end_sessions(self, user_id: UserId, before: int) -> None:
-        """The user changed their password: close their sockets signed in before it."""
-        for room in self._rooms.values():
-            for member in room.members:
-                if member.user_id == user_id and member.signed_in_at < before:
-                    member.kick(SESSION_ENDED, "signed out: the password changed")
+        """The user's tokens were cut off (a password change, an administrator): close
+        their sockets signed in before it."""
+        for member in self._by_user.get(user_id, ()):
+            if member.signed_in_at < before:
+                member.kick(SESSION_ENDED, "signed out: your sessions were ended")
+
+    def user_event_nowait(self, event: UserEvent) -> None:
+        """A user event from the bus, for the user's local sockets, whatever their room."""
+        members = self._by_user.get(event.user_id)
+        if not members:
+            return
+        if event.kind == "disconnect":
+            why = event.detail or "disconnected by an administrator"
+            for member in list(members):
+                member.kick(DISCONNECTED_BY_ADMIN, why)
+        elif event.detail is not None:  # a notification: its frame, made once for all
+            frame = Outgoing(event.detail.encode())
+            for member in list(members):
+                member.offer(frame)
 
     # -- connections ---------------------------------------------------------
 
@@ -93,9 +112,16 @@ class Hub:
         after the id returned (the room's last delivered one when the member joined)."""
         room = await self._activate(member.room_id)
         room.members.add(member)
+        mine = self._by_user.get(member.user_id)
+        if mine is None:
+            self._by_user[member.user_id] = [member]
+        else:
+            mine.append(member)
         self._presence.joined(member.room_id, member.user_id)
         if room.gone:  # deleted after the joiner's access check passed
             member.kick(ROOM_GONE, "room deleted")
+        elif room.closed:  # closed after it
+            member.kick(ROOM_CLOSED, "room closed by an administrator")
         return room.last_id
 
     def leave(self, member: Member) -> None:
@@ -103,6 +129,11 @@ class Hub:
         if room is None or member not in room.members:
             return
         room.members.discard(member)
+        mine = self._by_user.get(member.user_id)
+        if mine is not None:
+            mine.remove(member)
+            if not mine:
+                del self._by_user[member.user_id]
         self._presence.left(member.room_id, member.user_id)
         if not room.members:
             self._deactivate(room)

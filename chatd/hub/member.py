@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from typing import Protocol
 
 import trio
@@ -41,6 +42,7 @@ class Member:
         "close_code",
         "close_why",
         "conn_id",
+        "connected_at",
         "outbox_size",
         "pending",
         "room_id",
@@ -60,6 +62,9 @@ class Member:
         self.room_id = room_id
         self.user_id = user_id
         self.signed_in_at = signed_in_at  # when its access token was issued (epoch seconds)
+        # For the admin API's list of connections: one float, the only per-connection
+        # cost of it (the peer address is asked of the socket when a report is made).
+        self.connected_at = time.time()
         self.outbox_size = outbox_size
         self.pending: list[Outgoing] = []  # queued, not yet taken by the outlet
         self._outlet: Outlet = outlet if outlet is not None else PullOutbox(self)
@@ -86,6 +91,16 @@ class Member:
         if len(pending) == 1:
             self._outlet.ready(self)
         return True
+
+    def peer_address(self) -> str | None:
+        """The connection's peer as host:port, asked of its socket (not kept: memory per
+        connection); None without one. Behind a proxy, the proxy's address."""
+        sock = getattr(self._outlet, "sock", None)
+        try:
+            host, port = sock.getpeername()[:2]  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
+            return None
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def kick(self, code: int, why: str) -> None:
         """Ask the connection to close: what was queued and not yet written is dropped."""

@@ -15,19 +15,29 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import trio
+from opentelemetry.trace import SpanKind
 
 from chatd.auth.access import readable_room
 from chatd.closecodes import NORMAL, POLICY_VIOLATION, ROOM_FAILED, SLOW_CONSUMER
 from chatd.config import Settings
-from chatd.errors import ChatdError, Forbidden, NotFound, ShuttingDown, StoreUnavailable
+from chatd.errors import (
+    ChatdError,
+    Forbidden,
+    NotFound,
+    RoomClosed,
+    ShuttingDown,
+    StoreUnavailable,
+)
 from chatd.hub.frames import PONG, Outgoing, error_frame, message_frame, presence_frame
 from chatd.hub.member import Member
 from chatd.logs import request_id_var, user_id_var
 from chatd.model import Draft, RoomId, Signal, UserId
 from chatd.service import Service
+from chatd.tracing import TRACE, annotate, current_traceparent, span, span_from
 from chatd.transport.context import HEADER, clean_request_id, printable
 from chatd.transport.http import (
     MAX_JSON_DEPTH,
@@ -171,7 +181,10 @@ class RoomSockets:
         started = time.perf_counter()
         connection = Connection(sock, self._flusher, max_message_bytes=self._max_message_bytes)
         try:
-            admitted = await self._admit(connection, head)
+            if TRACE.on:
+                admitted = await self._admit_traced(connection, head)
+            else:
+                admitted = await self._admit(connection, head)
             if admitted is None:
                 return
             member, replay_to, ids = admitted
@@ -205,6 +218,30 @@ class RoomSockets:
         elapsed_s = time.perf_counter() - started
         access_log.info("websocket %s: closed after %.1f s", ids[0], elapsed_s, extra=ids[1])
 
+    async def _admit_traced(
+        self, connection: Connection, head: bytes
+    ) -> tuple[Member, int | None, tuple[str, dict[str, object]]] | None:
+        """_admit() in a span of its own, which continues the client's trace when the
+        upgrade request carries a traceparent header."""
+        request = handshake.parse_head(head)
+        assert request is not None  # the front door parsed it before
+        attributes = {"http.request.method": request.method, "url.path": printable(request.path)}
+        with span_from(
+            request.headers.get("traceparent"), "ws.handshake", attributes, kind=SpanKind.SERVER
+        ) as handshake_span:
+            del request
+            admitted = await self._admit(connection, head)
+            if admitted is not None:
+                member = admitted[0]
+                handshake_span.set_attributes(
+                    {
+                        "chatd.room.id": member.room_id,
+                        "user.id": member.user_id,
+                        "http.response.status_code": 101,
+                    }
+                )
+            return admitted
+
     async def _admit(
         self, connection: Connection, head: bytes
     ) -> tuple[Member, int | None, tuple[str, dict[str, object]]] | None:
@@ -229,6 +266,8 @@ class RoomSockets:
                 )
             except ChatdError as exc:
                 extra = {HEADER: request_id, **exc.headers}
+                if TRACE.on:
+                    annotate({"http.response.status_code": exc.status, "error.type": exc.code})
                 with trio.move_on_after(CLOSE_TIMEOUT_S), suppress(OSError, PeerClosed):
                     await connection.send_now(handshake.refuse(exc.status, exc.as_body(), extra))
                 access_log.info("websocket %s: refused %s", path, exc.status)
@@ -281,7 +320,9 @@ class RoomSockets:
         signed_in_at: int,
     ) -> tuple[Member, int | None]:
         settings = self._settings
-        await readable_room(self._service.store, room_id, user_id)
+        room = await readable_room(self._service.store, room_id, user_id)
+        if room.closed_at is not None:
+            raise RoomClosed(f"room {room_id} was closed by an administrator")
         since = query_int(request.query, "since", default=None, low=0)
         connection.batched = BATCH_SUBPROTOCOL in handshake.offered_subprotocols(request)
         member = Member(
@@ -307,7 +348,10 @@ class RoomSockets:
         if kind == "message":
             sends = service.limits.sends
             if not (wait_s := sends.wait_s(member.user_id)):
-                await service.writer.submit(draft_from(frame, member, settings), member)
+                if TRACE.on:
+                    await self._submit_traced(draft_from(frame, member, settings), member)
+                else:
+                    await service.writer.submit(draft_from(frame, member, settings), member)
             elif sends.refused_too_often(member.user_id):
                 member.kick(POLICY_VIOLATION, "too many messages, again and again")
             else:  # refused; the socket stays, and the client knows when to send again
@@ -327,6 +371,19 @@ class RoomSockets:
                 service.hub.signal_nowait(Signal(member.room_id, "typing", member.user_id))
         else:
             raise BadFrame("unknown_type", f"unknown frame type {kind!r}")
+
+    async def _submit_traced(self, draft: Draft, member: Member) -> None:
+        """submit(), in the span that starts the message's trace: the draft carries it on
+        (to the writer, the outbox, the bus and every instance's rooms)."""
+        attributes: dict[str, str | int] = {
+            "chatd.room.id": member.room_id,
+            "user.id": member.user_id,
+        }
+        if draft.client_id is not None:
+            attributes["chatd.message.client_id"] = draft.client_id
+        with span("message.receive", attributes, kind=SpanKind.SERVER):
+            traced = replace(draft, traceparent=current_traceparent())
+            await self._service.writer.submit(traced, member)
 
     async def _close(self, connection: Connection, member: Member, ended: _Ended | None) -> None:
         if ended is not None and ended.by_peer:

@@ -100,6 +100,15 @@ export class MessageList {
     this.render(rec);
   }
 
+  /** A `room_purged` frame: an administrator deleted every message up to this id. */
+  purge(upTo) {
+    for (const [id, rec] of this.records) {
+      if (id > upTo) continue;
+      rec.li.remove();
+      this.records.delete(id);
+    }
+  }
+
   /** A `reaction` frame: the absolute count; `me` changes only when the viewer did it. */
   applyReaction({ message_id: id, emoji, count, user_id: userId, action }) {
     const rec = this.records.get(id);

@@ -120,6 +120,9 @@ SAMPLES: dict[str, BusEvent] = {
     "role changed": RoomChange(ROOM, "role_changed", ANN, "admin"),
     "room updated": RoomChange(ROOM, "room_updated"),
     "read mark": RoomChange(ROOM, "read", BOB, 46),
+    "room closed": RoomChange(ROOM, "closed"),
+    "room reopened": RoomChange(ROOM, "reopened"),
+    "room purged": RoomChange(ROOM, "purged", None, 46),
 }
 samples = pytest.mark.parametrize("event", list(SAMPLES.values()), ids=list(SAMPLES))
 

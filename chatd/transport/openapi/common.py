@@ -180,6 +180,7 @@ ERROR_TEXT = {
     409: "Conflicts with existing data",
     413: "The body is larger than 64 KiB (code request_entity_too_large)",
     422: "A field or parameter is invalid (code validation_error)",
+    423: "An administrator closed the room (code room_closed); its history stays readable",
     429: "Rate limited (code rate_limited): try again after Retry-After seconds",
 }
 # The limits' answers say when to try again (RFC 9110: whole seconds).

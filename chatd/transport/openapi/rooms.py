@@ -98,6 +98,11 @@ def schemas(group_dm_max: int) -> dict[str, Any]:
                     "items": ID,
                     "description": "DMs only: everyone in it",
                 },
+                "closed_at": {
+                    **TIME,
+                    "description": "When an administrator closed it (no new connections "
+                    "or messages; history stays readable); absent while open",
+                },
             },
         ),
         "NewRoom": {
