@@ -140,6 +140,13 @@ class Settings:
                 f'CHATD_ROLE: {self.role!r} is not a set of roles: say "all" or some of '
                 + ", ".join(ROLES)
             )
+        if self.roles != frozenset(ROLES) and not self.redis_url:
+            # A process of some roles is one part of a service: the others reach its
+            # users (and it theirs) through Redis only.
+            raise ConfigError(
+                f"CHATD_ROLE={self.role}: a process of some roles only is one part of a "
+                "service, and its parts meet in Redis: set CHATD_REDIS_URL"
+            )
 
     @property
     def role_names(self) -> frozenset[str]:

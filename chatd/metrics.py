@@ -118,6 +118,47 @@ class Metrics:
             LATENCY_BUCKETS,
             ("route", "method"),
         )
+        # The event stream's relay (chatd/events/relay.py).
+        self.events_published = counter(
+            "chatd_events_published", "Events the relay published (numbered) from the outbox."
+        )
+        # The outbox is the database's, not this process's: every worker and instance
+        # sees the same figure, so workers report the largest, not the sum.
+        self.outbox_backlog = Gauge(
+            "chatd_outbox_backlog_events",
+            "Outbox rows not published yet.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.outbox_oldest_age = Gauge(
+            "chatd_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row not published yet (0 when none).",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.relay_errors = counter(
+            "chatd_relay_errors", "Relay passes that failed (broker or database away)."
+        )
+        self.relay_batch_duration = histogram(
+            "chatd_relay_batch_duration_seconds",
+            "Time to number, publish and mark one batch of events.",
+            LATENCY_BUCKETS,
+        )
+        # The notifications role (chatd/notifications/).
+        self.notifications_created = counter(
+            "chatd_notifications_created",
+            "Notifications recorded, by kind (mention, dm).",
+            ("kind",),
+        )
+        self.notifications_consumer_lag = gauge(
+            "chatd_notifications_consumer_lag_events",
+            "Events in the stream the notifications consumer has not processed yet "
+            "(0 on a replica standing by).",
+        )
+        # The admin API (chatd/admin/): actions done, by action (room.close, ...).
+        self.admin_actions = counter(
+            "chatd_admin_actions", "Administrative actions done, by action.", ("action",)
+        )
 
     def render(self) -> bytes:
         directory = os.environ.get(MULTIPROC_ENV)

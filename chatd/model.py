@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, NewType
 
@@ -51,6 +51,7 @@ class Room:
     kind: RoomKind = "room"
     last_message_id: int = 0
     member_ids: tuple[UserId, ...] = ()  # a DM's members (other rooms: not carried)
+    closed_at: datetime | None = None  # closed by an administrator (chatd/admin/)
 
     @property
     def members_only(self) -> bool:
@@ -69,6 +70,8 @@ class Room:
         }
         if self.kind == "dm":
             body["member_ids"] = list(self.member_ids)
+        if self.closed_at is not None:
+            body["closed_at"] = iso(self.closed_at)
         return body
 
 
@@ -241,6 +244,28 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class TracedMessage(Message):
+    """A Message that carries the W3C traceparent of the span that committed or published
+    it (chatd/tracing/): the bus carries that beside the message, never in to_json(). Made
+    only while tracing is on, so that a message costs nothing more while it is off."""
+
+    traceparent: str | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, message: Message, traceparent: str | None) -> TracedMessage:
+        """The same message, with this traceparent (its JSON, if made, is kept)."""
+        traced = cls(
+            **{name: getattr(message, name) for name in _MESSAGE_INIT_FIELDS},
+            traceparent=traceparent,
+        )
+        object.__setattr__(traced, "_encoded", message._encoded)  # a cache, not a change
+        return traced
+
+
+_MESSAGE_INIT_FIELDS = tuple(f.name for f in fields(Message) if f.init)
+
+
+@dataclass(frozen=True, slots=True)
 class Reaction:
     """One emoji on a message, as the caller sees it: how many, and whether they are one."""
 
@@ -278,6 +303,9 @@ RoomChangeKind = Literal[
     "role_changed",
     "room_updated",
     "read",
+    "closed",
+    "reopened",
+    "purged",
 ]
 ROOM_CHANGES: tuple[RoomChangeKind, ...] = (
     "deleted",
@@ -287,6 +315,9 @@ ROOM_CHANGES: tuple[RoomChangeKind, ...] = (
     "role_changed",
     "room_updated",
     "read",
+    "closed",
+    "reopened",
+    "purged",
 )
 
 
@@ -302,7 +333,10 @@ class RoomChange:
     visibility_changed: a room turned members-only closes the sockets of
     everyone who is not a member (4403). member_added and role_changed:
     `user_id` has the role `detail`. room_updated: its name or owner changed.
-    read: `user_id`'s watermark is now at message `detail`.
+    read: `user_id`'s watermark is now at message `detail`. closed: an
+    administrator closed the room: every connection closes (4423) and new
+    ones are refused until reopened. purged: an administrator deleted every
+    message up to `detail`; members are told (a room_purged frame).
     """
 
     room_id: RoomId
@@ -341,6 +375,37 @@ class UserEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrative action, as the audit log keeps it (chatd/admin/).
+
+    `actor_id` is None for the command line (`chatd admin create-user`); `detail` is
+    what else the action was given or found; `instance` names the instance that did it.
+    `id` and `at` are the store's, once written.
+    """
+
+    actor_id: UserId | None
+    action: str
+    target_type: str
+    target_id: int | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    instance: str = ""
+    id: int = 0
+    at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": None if self.at is None else iso(self.at),
+            "actor_id": self.actor_id,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "detail": self.detail,
+            "instance": self.instance,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     """A message a client asked to send; it has no id until the store commits it."""
 
@@ -363,3 +428,35 @@ class Appended:
 
     message: Message
     fresh: bool
+
+
+NotificationKind = Literal["mention", "dm"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """Something a user should hear of: a message that mentions them, or a DM sent while
+    they were offline (chatd/notifications/). `event_id` is the stream event behind it."""
+
+    id: int
+    user_id: UserId
+    kind: NotificationKind
+    room_id: RoomId
+    message_id: MessageId
+    sender_id: UserId
+    event_id: int
+    excerpt: str
+    created_at: datetime
+    read_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "room_id": self.room_id,
+            "message_id": self.message_id,
+            "sender_id": self.sender_id,
+            "excerpt": self.excerpt,
+            "created_at": iso(self.created_at),
+            "read": self.read_at is not None,
+        }

@@ -15,9 +15,11 @@ from hypercorn.config import Config
 from chatd.config import Settings
 from chatd.drain import HTTP_GRACE_S, drain
 from chatd.memory import settle_collector
-from chatd.service import open_service
+from chatd.service import INSTANCE_ID, open_service
+from chatd.tracing.setup import tracing_for
 from chatd.transport import frontdoor
 from chatd.transport.app import create_app
+from chatd.transport.roles import refuse_websocket
 from chatd.transport.websocket.flusher import Flusher
 from chatd.transport.ws import RoomSockets
 
@@ -93,7 +95,12 @@ async def serve(
 ) -> None:
     """Serve until cancelled (or signalled); started() with the base URL, e.g. port 0."""
     raise_open_files_limit()
-    async with open_service(settings) as service, trio.open_nursery() as nursery:
+    async with (
+        # Once per process (a second in-process server finds it on); flushed at the end.
+        tracing_for(settings, settings.instance_id or INSTANCE_ID),
+        open_service(settings) as service,
+        trio.open_nursery() as nursery,
+    ):
         app = create_app(service)
         flusher = Flusher()
         await nursery.start(flusher.run)
@@ -106,7 +113,8 @@ async def serve(
             await frontdoor.serve(
                 app,
                 hypercorn_config(settings, inherit_fd),
-                RoomSockets(service, flusher),
+                # Another role's process answers WebSocket upgrades 404 (transport/roles.py).
+                RoomSockets(service, flusher) if "ws" in settings.roles else refuse_websocket,
                 shutdown_trigger=drain_on_signal if shutdown_on_signal else None,
                 task_status=task_status,
             )
@@ -114,7 +122,12 @@ async def serve(
 
         binds: list[str] = await nursery.start(listen)
         settle_collector()  # everything made so far lives as long as the process
-        log.info("chatd listening on %s (database: %s)", binds[0], _dialect(settings))
+        log.info(
+            "chatd listening on %s (database: %s; roles: %s)",
+            binds[0],
+            _dialect(settings),
+            ",".join(sorted(settings.roles)),
+        )
         task_status.started(binds[0])
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 import trio
 
+from chatd.admin.reports import InstanceReports
 from chatd.auth.accounts import Accounts, TokenPolicy
 from chatd.bus.base import Bus
 from chatd.bus.local import LocalBus
 from chatd.bus.redis import RedisBus
 from chatd.bus.redis_presence import RedisPresence
 from chatd.config import Settings
+from chatd.events.relay import Relay
 from chatd.hub.history import History
 from chatd.hub.hub import Hub
 from chatd.hub.presence import LocalPresence, Presence, PresenceBackend
@@ -25,8 +27,10 @@ from chatd.hub.reads import ReadMarks
 from chatd.hub.writer import Writer
 from chatd.metrics import Metrics
 from chatd.model import RoomId, Signal
+from chatd.notifications.role import notifications_consumer
 from chatd.ratelimit import Limits
 from chatd.store import Store, open_store
+from chatd.tracing import serve_as
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,10 @@ class Service:
     limits: Limits
     reads: ReadMarks
     instance_id: str
+    # This instance's statistics and live connections, and every instance's (admin API).
+    reports: InstanceReports | None = None
+    # Publishes the event stream's outbox; in-process consumers wait on it (docs/events.md).
+    relay: Relay | None = None
 
 
 def open_bus(settings: Settings, metrics: Metrics, instance_id: str) -> tuple[Bus, PresenceBackend]:
@@ -101,6 +109,7 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
     try:
         metrics = Metrics()
         instance_id = settings.instance_id or INSTANCE_ID
+        serve_as(instance_id)  # every span of this service's tasks says which instance
         bus, presence_backend = open_bus(settings, metrics, instance_id)
         presence = Presence(
             presence_backend,
@@ -133,17 +142,29 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
         async with trio.open_nursery() as nursery:
             # The hub is the sink of the bus and of the presence tracker: what they
             # carry goes to its room tasks.
-            await nursery.start(bus.run, hub.dispatch_nowait, hub.resync_all)
+            await nursery.start(bus.run, hub.dispatch_nowait, hub.resync_all, hub.user_event_nowait)
             await nursery.start(hub.run)
             await nursery.start(presence.run, hub.presence_changed)
             nursery.start_soon(watch_event_loop, metrics)
+            # Every instance runs one (the database lets one at a time publish); each
+            # commit of an event here wakes it.
+            relay = Relay(store, settings, metrics)
+            store.on_events_committed(relay.wake)
+            await nursery.start(relay.run)
             await nursery.start(writer.run)
             await nursery.start(accounts.cutoffs.run, hub.end_sessions)
             await nursery.start(limits.run)
             reads = ReadMarks(bus, settings.read_broadcast_s)
             await nursery.start(reads.run)
+            if "notifications" in settings.roles:
+                consumer = notifications_consumer(
+                    store, bus, presence, metrics, settings, instance_id, relay
+                )
+                await nursery.start(consumer.run)
             recent = bus.recent if isinstance(bus, RedisBus) else None
             history = History(store, recent, metrics)
+            reports = InstanceReports(settings, hub, metrics, redis_client_of(bus), instance_id)
+            await nursery.start(reports.run)
             yield Service(
                 settings,
                 store,
@@ -158,6 +179,8 @@ async def open_service(settings: Settings) -> AsyncIterator[Service]:
                 limits,
                 reads,
                 instance_id,
+                reports=reports,
+                relay=relay,
             )
             nursery.cancel_scope.cancel()
     finally:

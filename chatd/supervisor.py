@@ -55,6 +55,8 @@ async def supervise(settings: Settings, workers: int) -> None:
         os.environ,
         # One secret for all: a token issued by one worker must be good at every other.
         CHATD_JWT_SECRET=settings.jwt_secret,
+        # `serve --role` reaches the workers too.
+        CHATD_ROLE=settings.role,
         # Each worker's metrics go to files here; /metrics on any worker sums them.
         **{MULTIPROC_ENV: metrics_dir},
     )

@@ -44,6 +44,11 @@ def server_env(settings: Settings, server_src: Path | None) -> dict[str, str]:
     if settings.redis_url:
         env["CHATD_REDIS_URL"] = settings.redis_url
         env["CHATD_REDIS_PREFIX"] = settings.redis_prefix
+    if settings.role != "all":  # CHATD_ROLE: a bench of some roles (they need Redis)
+        env["CHATD_ROLE"] = settings.role
+    if settings.events_url:  # CHATD_EVENTS_URL: the relay publishes to this broker
+        env["CHATD_EVENTS_URL"] = settings.events_url
+        env["CHATD_EVENTS_EXCHANGE"] = settings.events_exchange
     if server_src is not None:
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(server_src) + (os.pathsep + path if path else "")

@@ -205,6 +205,17 @@ class ChatApi:
         page = await self._call("GET", f"/api/v1/rooms/{room_id}/messages", params=params)
         return [ChatMessage.from_json(item) for item in page["items"]], page["next"]
 
+    async def notifications(self, *, unread_only: bool, limit: int = 50) -> dict[str, Any]:
+        """{items, next, unread_count}: your notifications, newest first."""
+        params: dict[str, Any] = {"limit": limit, "unread": "true" if unread_only else "false"}
+        return await self._call("GET", "/api/v1/notifications", params=params)  # type: ignore[no-any-return]
+
+    async def mark_notifications_read(self, *, up_to: int) -> int:
+        """Mark every notification up to this id read; how many are left unread."""
+        body = {"up_to": up_to}
+        reply = await self._call("POST", "/api/v1/notifications/read", body)
+        return int(reply["unread_count"])
+
     def ws_url(self, room_id: int, *, since: int | None) -> str:
         scheme, _, rest = self.base_url.partition("://")
         ws_scheme = "wss" if scheme == "https" else "ws"

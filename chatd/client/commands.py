@@ -1,4 +1,5 @@
-"""The client's subcommands of `chatd`: chat, dm, send, rooms, search, unread, register.
+"""The client's subcommands of `chatd`: chat, dm, send, rooms, search, unread,
+notifications, register.
 
 Where to connect and as whom comes from flags or, failing those, from
 CHATD_URL, CHATD_EMAIL and CHATD_PASSWORD (read here, once). A missing
@@ -29,7 +30,9 @@ from chatd.client.api import DEFAULT_URL, ApiError, ChatApi
 from chatd.client.overview import Refused, find_user, room_line
 from chatd.client.terminal import chat, check_text, send_one
 
-COMMANDS = frozenset({"chat", "dm", "send", "rooms", "search", "unread", "register"})
+COMMANDS = frozenset(
+    {"chat", "dm", "send", "rooms", "search", "unread", "notifications", "register"}
+)
 SEARCH_LIMIT_MAX = 1000
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -89,6 +92,14 @@ def add_client_commands(commands: Any) -> None:
         parents=[common],
         help="your rooms and DMs with unread messages, and how many mention you",
     )
+
+    notes_cmd = commands.add_parser(
+        "notifications",
+        parents=[common],
+        help="your unread mentions and DMs missed while offline, newest first",
+    )
+    notes_cmd.add_argument("--all", action="store_true", help="read ones too")
+    notes_cmd.add_argument("--read", action="store_true", help="then mark them read")
 
     send_cmd = commands.add_parser(
         "send", parents=[common], help="send one message; prints its id once the server has it"
@@ -224,6 +235,12 @@ async def _run(args: argparse.Namespace, login: Login) -> int:
             )
         if args.command == "unread":
             return await overview.unread(api, out=sys.stdout)
+        if args.command == "notifications":
+            from chatd.client.notifications import notifications
+
+            return await notifications(
+                api, everything=args.all, mark_read=args.read, out=sys.stdout
+            )
         if args.command == "dm":
             room_id = int((await api.open_dm(await find_user(api, args.who)))["id"])
         else:

@@ -34,6 +34,13 @@ class PresenceBackend(Protocol):
     async def online(self, room_id: RoomId, now: float) -> set[UserId]:
         """Users with an unexpired entry from any instance."""
 
+    async def remove_user(self, user_id: UserId) -> None:
+        """This instance no longer has the user in any room (refresh() marks users online
+        anywhere as it marks them online in a room)."""
+
+    async def online_anywhere(self, user_ids: set[UserId], now: float) -> set[UserId]:
+        """Those of user_ids with a live socket in any room, on any instance."""
+
 
 def _not_running(room_id: RoomId, user_id: UserId, status: str) -> None:
     raise RuntimeError("the presence tracker is not running")
@@ -57,6 +64,7 @@ class Presence:
         self._coalesce_s = coalesce_s
         self._connections: Counter[tuple[RoomId, UserId]] = Counter()
         self._per_room: Counter[RoomId] = Counter()
+        self._per_user: Counter[UserId] = Counter()  # one entry per connected user
         self._gone: set[tuple[RoomId, UserId]] = set()
         self._told: dict[RoomId, set[UserId]] = {}
         self._diffed: set[RoomId] = set()  # rooms whose _told came from the backend
@@ -69,6 +77,7 @@ class Presence:
     def joined(self, room_id: RoomId, user_id: UserId) -> None:
         self._connections[room_id, user_id] += 1
         self._per_room[room_id] += 1
+        self._per_user[user_id] += 1
         self._told.setdefault(room_id, set())
         self._gone.discard((room_id, user_id))
         self._touch(room_id)
@@ -77,6 +86,9 @@ class Presence:
         key = (room_id, user_id)
         self._connections[key] -= 1
         self._per_room[room_id] -= 1
+        self._per_user[user_id] -= 1
+        if self._per_user[user_id] <= 0:
+            del self._per_user[user_id]
         if self._connections[key] <= 0:
             del self._connections[key]
             self._gone.add(key)
@@ -90,6 +102,10 @@ class Presence:
 
     async def online(self, room_id: RoomId) -> set[UserId]:
         return await self._backend.online(room_id, self._clock())
+
+    async def online_anywhere(self, user_ids: set[UserId]) -> set[UserId]:
+        """Those of user_ids with a live socket anywhere (any room, any instance)."""
+        return await self._backend.online_anywhere(user_ids, self._clock())
 
     async def online_for_joiner(self, room_id: RoomId) -> set[UserId]:
         """Who a new local member is told is online, without a backend round trip per
@@ -136,6 +152,8 @@ class Presence:
             if (room_id, user_id) not in self._connections:
                 await self._backend.remove(room_id, user_id)
                 changed.add(room_id)
+            if user_id not in self._per_user:
+                await self._backend.remove_user(user_id)
         fresh = [key for key in self._connections if key[1] not in self._told.get(key[0], ())]
         if beat or fresh:
             # Between heartbeats only the new entries are written: a connect storm of
@@ -180,10 +198,12 @@ class LocalPresence:
 
     def __init__(self) -> None:
         self._entries: dict[RoomId, dict[UserId, float]] = {}
+        self._users: dict[UserId, float] = {}
 
     async def refresh(self, entries: list[tuple[RoomId, UserId]], expires_at: float) -> None:
         for room_id, user_id in entries:
             self._entries.setdefault(room_id, {})[user_id] = expires_at
+            self._users[user_id] = expires_at
 
     async def remove(self, room_id: RoomId, user_id: UserId) -> None:
         users = self._entries.get(room_id, {})
@@ -196,3 +216,10 @@ class LocalPresence:
         for user_id in [u for u, expires in users.items() if expires <= now]:
             del users[user_id]
         return set(users)
+
+    async def remove_user(self, user_id: UserId) -> None:
+        self._users.pop(user_id, None)
+
+    async def online_anywhere(self, user_ids: set[UserId], now: float) -> set[UserId]:
+        users = self._users
+        return {u for u in user_ids if users.get(u, now) > now}

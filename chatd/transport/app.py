@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from quart import Response, g, request
+from quart import Blueprint, Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from chatd.admin.routes import admin_routes
 from chatd.errors import ChatdError
 from chatd.service import Service
+from chatd.tracing import TRACE
+from chatd.tracing.http import add_request_tracing
 from chatd.transport.admission import add_admission
 from chatd.transport.context import add_request_context
 from chatd.transport.ops import ops_routes
 from chatd.transport.rest_auth import auth_routes
 from chatd.transport.rest_messages import message_routes
+from chatd.transport.rest_notifications import notification_routes
 from chatd.transport.rest_people import people_routes
 from chatd.transport.rest_rooms import room_routes
 from chatd.transport.rest_search import search_routes
@@ -38,22 +43,36 @@ DATA_TYPES = frozenset({"application/json", "text/plain"})
 DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
+def routes_for(roles: frozenset[str]) -> list[Callable[[Service], Blueprint]]:
+    """The blueprints of the roles this process plays (docs/operations.md); every role
+    answers health, readiness and metrics. Another role's routes answer 404, as a
+    misrouting load balancer would show."""
+    found: list[Callable[[Service], Blueprint]] = [ops_routes]
+    if "api" in roles:
+        found += [
+            auth_routes,
+            room_routes,
+            message_routes,
+            people_routes,
+            search_routes,
+            web_routes,
+            admin_routes,
+        ]
+    if "notifications" in roles:
+        found.append(notification_routes)
+    return found
+
+
 def create_app(service: Service) -> QuartTrio:
     app = QuartTrio("chatd", static_folder=None)  # the web client serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     add_request_context(app)  # request ids in logs and X-Request-Id
+    if TRACE.on:  # a span per request (docs/operations.md, "Tracing"); nothing when off
+        add_request_tracing(app)
     add_admission(app, service)  # revoked tokens and rate limits (429 with Retry-After)
-    for blueprint in (
-        ops_routes,
-        auth_routes,
-        room_routes,
-        message_routes,
-        people_routes,
-        search_routes,
-        web_routes,
-    ):
+    for blueprint in routes_for(service.settings.roles):
         app.register_blueprint(blueprint(service))
 
     @app.errorhandler(ChatdError)

@@ -145,6 +145,16 @@ export class Api extends EventTarget {
     return this.call(on ? "PUT" : "DELETE", path);
   }
 
+  /** `{items, next, unread_count}`: the caller's notifications, newest first. */
+  notifications({ limit = 10 } = {}) {
+    return this.call("GET", `/api/v1/notifications?${new URLSearchParams({ limit: String(limit) })}`);
+  }
+
+  /** Marks read every notification up to that id: `{unread_count}`. */
+  markNotificationsRead(upTo) {
+    return this.call("POST", "/api/v1/notifications/read", { up_to: upTo });
+  }
+
   /** `{items: [{message, highlight}], next}`, newest first; everywhere unless `roomId`. */
   search(q, { roomId = null, cursor = null, limit = 20 } = {}) {
     const query = new URLSearchParams({ q, limit: String(limit) });

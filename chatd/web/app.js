@@ -5,11 +5,13 @@
 // (textContent, text nodes): it may contain HTML.
 //
 // Modules: api.js (REST), live.js (one room's socket), rooms.js (the lists),
-// invites.js, roomview.js (the open room), messages.js, search.js, people.js.
+// invites.js, notifications.js, roomview.js (the open room), messages.js, search.js,
+// people.js.
 
 import { Api } from "./api.js";
 import { $, showError } from "./dom.js";
 import { Invitations } from "./invites.js";
+import { Notifications } from "./notifications.js";
 import { attachPicker, learn, setViewer } from "./people.js";
 import { RoomList } from "./rooms.js";
 import { RoomView } from "./roomview.js";
@@ -33,21 +35,30 @@ const invitations = new Invitations(api, {
     await rooms.refresh();
   },
 });
+function roomTitle(id) {
+  const known = rooms.known.get(id);
+  return known ? rooms.title(known) : `Room ${id}`;
+}
+
+/** Open the message's room, scrolled to it. */
+function openMessage(roomId, messageId) {
+  if (room?.roomId === roomId) {
+    room.reveal(messageId);
+    setView("room");
+    return;
+  }
+  revealNext = messageId;
+  window.location.hash = `#/rooms/${roomId}`;
+}
+
 const search = new Search(api, {
   currentRoomId: () => room?.roomId ?? null,
-  roomTitle: (id) => {
-    const known = rooms.known.get(id);
-    return known ? rooms.title(known) : `Room ${id}`;
-  },
-  onOpen: (message) => {
-    if (room?.roomId === message.room_id) {
-      room.reveal(message.id);
-      setView("room");
-      return;
-    }
-    revealNext = message.id;
-    window.location.hash = `#/rooms/${message.room_id}`;
-  },
+  roomTitle,
+  onOpen: (message) => openMessage(message.room_id, message.id),
+});
+const notifications = new Notifications(api, {
+  roomTitle,
+  onOpen: (notification) => openMessage(notification.room_id, notification.message_id),
 });
 
 function setView(view) {
@@ -60,7 +71,11 @@ function setView(view) {
 
 /** Everything the lists show, refetched. */
 function refreshLists({ withPublic = true } = {}) {
-  return Promise.all([rooms.refresh({ withPublic }), invitations.refresh()]);
+  return Promise.all([
+    rooms.refresh({ withPublic }),
+    invitations.refresh(),
+    notifications.refresh(),
+  ]);
 }
 
 function poll() {
@@ -186,7 +201,11 @@ function closeRoom() {
 
 function openRoom(roomId) {
   closeRoom();
-  room = new RoomView(api, roomId, { rooms, reveal: revealNext });
+  room = new RoomView(api, roomId, {
+    rooms,
+    reveal: revealNext,
+    onNotification: (notification) => notifications.pushed(notification),
+  });
   revealNext = null;
   rooms.markCurrent();
   search.roomChanged();
@@ -265,6 +284,7 @@ function main() {
     onPick: (user) => room?.addPerson(user),
   });
   search.attach();
+  notifications.attach();
   window.addEventListener("hashchange", route);
   document.addEventListener("visibilitychange", poll); // back to the tab: fresh badges
   api.addEventListener("logout", (e) => showAuth(e.detail));

@@ -12,7 +12,8 @@
 // "message_edited" / "message_deleted" / "reaction" {payload},
 // "read" / "member" / "room" {payload} (not sequenced: refetch after a reconnect),
 // "pending" {send} (added or changed), "acked" {send, message},
-// "error" {code, message}, "presence" {user_id, status}, "typing" {user_id}.
+// "error" {code, message}, "presence" {user_id, status}, "typing" {user_id},
+// "notification" {id, kind, room_id, message_id, …} (the caller's, of any room).
 
 import { CLOSE_CODES } from "./close-codes.js"; // the server's table (chatd/closecodes.py)
 
@@ -25,7 +26,7 @@ const TYPING_EVERY_MS = 3_000;
 const BACK_OFF_ATTEMPTS = 4;
 const SEEN_IDS_KEPT = 2_000; // ids remembered for de-duplication
 const SEQUENCED = new Set(["message", "message_edited", "message_deleted", "reaction"]);
-const STATE_FRAMES = new Set(["read", "member", "room"]);
+const STATE_FRAMES = new Set(["read", "member", "room", "room_purged"]);
 
 /** Up to BACKOFF_FIRST_MS * 2^attempt (capped), of which a random half. */
 export function backoffDelay(attempt) {
@@ -240,6 +241,9 @@ export class LiveRoom extends EventTarget {
         if (payload.user_id !== undefined && payload.user_id !== this.userId) {
           this.emit("typing", payload);
         }
+        break;
+      case "notification": // the caller's, from any room (the notifications role)
+        if (payload.id !== undefined) this.emit("notification", payload);
         break;
       default:
         break; // pong, and frame types newer than this client

@@ -15,11 +15,13 @@ const REVEAL_PAGES = 10; // a search result: load up to this many older pages to
 const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
 
 export class RoomView {
-  /** `rooms` is the RoomList (titles, badges); `reveal` a message id to scroll to. */
-  constructor(api, roomId, { rooms, reveal = null }) {
+  /** `rooms` is the RoomList (titles, badges); `reveal` a message id to scroll to;
+   * `onNotification(n)` gets the caller's notifications the socket brings. */
+  constructor(api, roomId, { rooms, reveal = null, onNotification = () => {} }) {
     this.api = api;
     this.roomId = roomId;
     this.rooms = rooms;
+    this.onNotification = onNotification;
     this.revealId = reveal;
     this.info = null; // the room, with the caller's role
     this.members = []; // [{user_id, handle, role, joined_at}]
@@ -106,11 +108,13 @@ export class RoomView {
     on("read", (d) => this.onRead(d.payload));
     on("member", (d) => this.onMember(d.payload));
     on("room", (d) => this.setInfo({ ...this.info, ...d.payload }));
+    on("room_purged", (d) => this.messages.purge(d.payload.up_to)); // by an administrator
     on("pending", (d) => this.showPending(d.send));
     on("acked", (d) => this.removePending(d.send.client_id));
     on("error", (d) => showError("room-error", d));
     on("presence", (d) => this.onPresence(d));
     on("typing", (d) => this.onTyping(d.user_id));
+    on("notification", (d) => this.onNotification(d));
     live.start();
   }
 

@@ -116,6 +116,21 @@ async def test_many_entries_in_one_refresh(presence: PresenceBackend) -> None:
     assert await presence.online(rooms[0], now=T + 45) == set()
 
 
+async def test_a_user_is_online_anywhere_while_refreshed_in_any_room(
+    presence: PresenceBackend,
+) -> None:
+    # What the notifications role asks before it notifies of a DM (docs/operations.md).
+    await presence.refresh([(ROOM, ANN), (OTHER_ROOM, ANN)], expires_at=T + 30)
+    assert await presence.online_anywhere({ANN, BOB}, now=T) == {ANN}
+    await presence.remove(ROOM, ANN)  # her socket in one room closed: still online
+    assert await presence.online_anywhere({ANN, BOB}, now=T) == {ANN}
+    assert await presence.online_anywhere({ANN}, now=T + 30) == set()  # expired
+    await presence.refresh([(ROOM, BOB)], expires_at=T + 60)
+    await presence.remove_user(BOB)  # his last socket anywhere closed
+    assert await presence.online_anywhere({ANN, BOB}, now=T) == {ANN}
+    assert await presence.online_anywhere(set(), now=T) == set()
+
+
 # -- Redis only: entries of several instances in one Redis -----------------------
 # (LocalPresence serves one instance: its connections are counted by Presence.)
 
@@ -145,3 +160,16 @@ async def test_two_prefixes_do_not_see_each_other(client: coredis.Redis[str]) ->
     await green.remove(ROOM, ANN)
     assert await blue.online(ROOM, now=T) == {ANN}
     assert await green.online(ROOM, now=T) == {BOB}
+
+
+async def test_online_anywhere_while_another_instance_still_has_them(
+    client: coredis.Redis[str],
+) -> None:
+    here = RedisPresence(PREFIX, "here", lambda: client)
+    there = RedisPresence(PREFIX, "there", lambda: client)
+    await here.refresh([(ROOM, ANN)], expires_at=T + 30)
+    await there.refresh([(OTHER_ROOM, ANN)], expires_at=T + 60)
+    await here.remove_user(ANN)  # gone from this instance, not from the other
+    assert await here.online_anywhere({ANN}, now=T) == {ANN}
+    await there.remove_user(ANN)
+    assert await here.online_anywhere({ANN}, now=T) == set()

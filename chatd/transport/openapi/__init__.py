@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import chatd
-from chatd.transport.openapi import accounts, messages, rooms
+from chatd.transport.openapi import accounts, admin, messages, notifications, rooms
 from chatd.transport.openapi.common import ERROR_SCHEMAS, error_responses
 from chatd.transport.openapi.rooms import DEFAULT_GROUP_DM_MAX, ROOM_NAME_PATTERN
 
@@ -31,12 +31,18 @@ def document(group_dm_max: int = DEFAULT_GROUP_DM_MAX) -> dict[str, Any]:
             ),
         },
         "security": [{"bearer": []}],
-        "paths": accounts.paths() | rooms.paths() | messages.paths(),
+        "paths": accounts.paths()
+        | rooms.paths()
+        | messages.paths()
+        | notifications.paths()
+        | admin.paths(),
         "components": {
             "schemas": ERROR_SCHEMAS
             | accounts.SCHEMAS
             | rooms.schemas(group_dm_max)
-            | messages.schemas(),
+            | messages.schemas()
+            | notifications.schemas()
+            | admin.schemas(),
             "responses": error_responses(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
