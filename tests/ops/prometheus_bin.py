@@ -1,9 +1,9 @@
-"""Where the tests find the Prometheus server and promtool.
+"""Where the tests find the Prometheus server, promtool and nginx.
 
 On PATH first, then in the cache directory .ci/run unpacks them into from
-the distribution's prometheus package (installing the package would start a
-system Prometheus from its postinst), then in a nox session's bin directory
-(ops/check.sh puts promtool there).
+the distribution's prometheus and nginx packages (installing a package would
+start a system server from its postinst), then in a nox session's bin
+directory (ops/check.sh puts promtool and nginx there).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def find_tool(name: str) -> tuple[Path | None, str]:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate, ""
     return None, (
-        f"{name} is not on PATH nor in {BIN_DIR}: run .ci/run, or unpack usr/bin/{name} "
-        f"from the Debian package (apt-get download prometheus; dpkg-deb -x) into {BIN_DIR}"
+        f"{name} is not on PATH nor in {BIN_DIR}: run .ci/run, or unpack the binary "
+        f"from the Debian package (apt-get download prometheus or nginx; dpkg-deb -x) "
+        f"into {BIN_DIR}"
     )

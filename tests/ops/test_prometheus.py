@@ -68,6 +68,8 @@ def scrape_config(target: str) -> dict[str, Any]:
     config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["global"].pop("scrape_timeout", None)
     [job] = [job for job in config["scrape_configs"] if job["job_name"] == "chatd"]
+    # The compose stack finds its chatd processes by DNS; here there is one, by address.
+    job = {key: value for key, value in job.items() if not key.endswith("_sd_configs")}
     job |= {"scrape_interval": "1s", "static_configs": [{"targets": [target]}]}
     job.pop("scrape_timeout", None)
     config["scrape_configs"] = [job]
