@@ -47,6 +47,11 @@ class RecentCache:
         pipe.zremrangebyrank(key, 0, -(self._size + 1))
         pipe.expire(key, TTL_S)
 
+    def drop(self, pipe: Any, room_id: RoomId) -> None:
+        """Queue on `pipe` the removal of the room's whole cache (its messages were purged:
+        none may be replayed from here)."""
+        pipe.delete([self.key(room_id)])
+
     def forget(self, pipe: Any, room_id: RoomId, message_ids: list[int]) -> None:
         """Queue on `pipe` the removal of these messages' cached copies."""
         key = self.key(room_id)

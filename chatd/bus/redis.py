@@ -412,8 +412,7 @@ class RedisBus:
                 if (before := messages.pop(event.room_id, None)) is not None:
                     self._publish_messages(pipe, event.room_id, before, traced)
                 if isinstance(event, RoomChange) and event.kind == "purged":
-                    # The cached copies of purged messages must not be replayed.
-                    pipe.delete([self.recent.key(event.room_id)])
+                    self.recent.drop(pipe, event.room_id)
                 pipe.publish(self.channel(event.room_id), self._encode_event(event))
             for room_id, room_messages in messages.items():
                 self._publish_messages(pipe, room_id, room_messages, traced)
